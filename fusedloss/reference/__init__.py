@@ -1,0 +1,15 @@
+"""Pure-PyTorch references: the truth every backend is tested against (run them in float64)."""
+
+from .focal import (
+    binary_cross_entropy_with_logits_reference,
+    binary_focal_loss_reference,
+    ohem_mean_reference,
+    sigmoid_focal_loss_reference,
+)
+
+__all__ = [
+    "binary_cross_entropy_with_logits_reference",
+    "binary_focal_loss_reference",
+    "ohem_mean_reference",
+    "sigmoid_focal_loss_reference",
+]
