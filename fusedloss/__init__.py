@@ -1,0 +1,21 @@
+"""fusedloss: fused forward+backward loss kernels (Triton, CUDA, C++) with a PyTorch reference.
+
+No device is queried at import; the C++ extension is optional (its absence is reported by
+``available_backends`` and by any call that asks for the ``cpu`` or ``cuda`` backend).
+"""
+
+from fusedloss import _extension  # noqa: F401  (defines the schemas, loads fusedloss._C)
+from fusedloss import nn, reference
+from fusedloss.functional import binary_cross_entropy_with_logits, binary_focal_loss, sigmoid_focal_loss
+from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
+from fusedloss.ops._backends import available_backends
+
+__all__ = [
+    "available_backends",
+    "binary_cross_entropy_with_logits",
+    "binary_focal_loss",
+    "nn",
+    "reference",
+    "sigmoid_focal_loss",
+]
+__version__ = "0.1.0"

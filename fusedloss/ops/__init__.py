@@ -1,0 +1,1 @@
+"""Op registration: schemas (``_library``), backend choice (``_backends``), one module per family."""
