@@ -50,7 +50,8 @@ def as_weight(name: str, weight, input: torch.Tensor):
     if isinstance(weight, (int, float)) and not isinstance(weight, bool):
         if weight != weight or abs(weight) == math.inf:
             raise ValueError(f"{name} must be finite, got {weight}")
-        return torch.tensor(float(weight), device=input.device)
+        # float64, so the number is exact for float64 input; the op casts it to its compute dtype
+        return torch.tensor(float(weight), dtype=torch.float64, device=input.device)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"{name} must be None, a number or a tensor, got {type(weight).__name__}")
     if not weight.dtype.is_floating_point:

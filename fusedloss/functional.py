@@ -81,8 +81,11 @@ def binary_focal_loss(input, target, gamma=2.0, alpha=None, label_smoothing=0.0,
                   label_smoothing=label_smoothing)
     if ohem_ratio == 1.0:
         return run_binary_focal(name, input, target, weight, reduction="sbnz", **common)
-    return ohem_mean(run_binary_focal(name, input, target, weight, reduction="none", **common),
-                     ohem_ratio)
+    # OHEM ranks the per-element losses: rank them in float32, not rounded to float16/bfloat16,
+    # where ties that the reference does not have would reorder the selection.
+    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+    per_element = run_binary_focal(name, x, target, weight, reduction="none", **common)
+    return ohem_mean(per_element, ohem_ratio).to(input.dtype)
 
 
 def ohem_mean(weighted_loss: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -90,6 +90,9 @@ def _triton_impl(input, target, weight, pos_weight, mode, alpha, gamma, label_sm
 
 def _setup_context(ctx, inputs, output):
     ctx.reduction = inputs[8]
+    # grad and scale are not differentiable: a double backward then raises instead of silently
+    # returning a zero second derivative.
+    ctx.mark_non_differentiable(output[1], output[2])
     if ctx.needs_input_grad[0]:
         if not inputs[11]:
             raise RuntimeError("fusedloss::binary_focal_fwd was called with compute_grad=False on "

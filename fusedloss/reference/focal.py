@@ -13,6 +13,13 @@ def _opmath(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _as_acc(weight, x: torch.Tensor) -> torch.Tensor:
+    """A tensor or Python number as a tensor of x's dtype and device (numbers stay exact in fp64)."""
+    if isinstance(weight, torch.Tensor):
+        return weight.to(x.device, x.dtype)
+    return torch.tensor(weight, dtype=x.dtype, device=x.device)
+
+
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "none":
         return loss
@@ -42,7 +49,7 @@ def binary_cross_entropy_with_logits_reference(
     x, t = input.to(acc), target.to(acc)
     if label_smoothing > 0:
         t = t * (1 - label_smoothing) + 0.5 * label_smoothing
-    w = None if weight is None else torch.as_tensor(weight).to(x.device, acc)
+    w = None if weight is None else _as_acc(weight, x)
     pw = None if pos_weight is None else pos_weight.to(acc)
     loss = F.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw, reduction=reduction)
     return loss.to(input.dtype)
@@ -63,7 +70,7 @@ def ohem_mean_reference(weighted_loss: torch.Tensor, ratio: float) -> torch.Tens
     order = torch.sort(flat.detach(), descending=True, stable=True).indices[:k]
     top = flat[order]
     keep = top[top.detach() > 0]
-    return keep.sum() / keep.numel() if keep.numel() else flat.new_tensor(float("nan")).sum()
+    return keep.sum() / keep.numel() if keep.numel() else flat.sum() * float("nan")
 
 
 def binary_focal_loss_reference(
@@ -83,7 +90,7 @@ def binary_focal_loss_reference(
     if alpha is not None:
         v = v * (alpha * t + (1 - alpha) * (1 - t))
     if weight is not None:
-        v = v * torch.as_tensor(weight).to(x.device, acc)
+        v = v * _as_acc(weight, x)
     v = v.expand(x.shape)
     z = t * (1 - label_smoothing) + 0.5 * label_smoothing if label_smoothing > 0 else t
     weighted = v * F.binary_cross_entropy_with_logits(x, z, reduction="none")
