@@ -1,0 +1,205 @@
+"""Shared test machinery: seeds, the device list, the interpreter guard, input builders, canaries.
+
+Helpers are plain functions imported by the test modules (``from conftest import make_inputs``);
+pytest puts ``tests/`` on ``sys.path`` for its rootdir conftest.
+"""
+
+import os
+import random
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+NEEDS_CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs CUDA; covered on CPU by the interpreter and the cpu backend",
+)
+
+# Machine epsilon per dtype: the unit of every low-precision tolerance below.
+EPS = {
+    dtype: torch.finfo(dtype).eps for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "aot: ahead-of-time Triton compile for sm_80/sm_90 (run without TRITON_INTERPRET)"
+    )
+
+
+def pytest_collection_finish(session):
+    """Fail the session (never skip) if Triton tests would run on CPU without the interpreter.
+
+    Without CUDA the ``triton`` backend runs only under ``TRITON_INTERPRET=1``, which must be set
+    before ``triton`` is imported; a session without it would silently test nothing of Triton. The
+    AOT tests are the exception: they need the variable unset (they spawn their own process).
+    """
+    if INTERPRET or torch.cuda.is_available():
+        return
+    non_aot = [item.nodeid for item in session.items if item.get_closest_marker("aot") is None]
+    if non_aot:
+        pytest.exit(
+            "TRITON_INTERPRET=1 is not set and no CUDA device is visible, so the Triton backend "
+            f"cannot run ({len(non_aot)} selected tests need it, e.g. {non_aot[0]}). Run "
+            "`TRITON_INTERPRET=1 pytest tests -m 'not aot'` and `pytest tests/test_triton_aot.py`.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _seed(request):
+    """A per-test seed derived from the test id: reproducible, and different across tests."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    yield
+
+
+def triton_runs_on(device) -> bool:
+    """Triton runs on CPU tensors only under the interpreter, and on CUDA tensors only without it.
+
+    So a CPU-only CI (interpreter on, enforced by the guard above) tests Triton on CPU tensors, and a
+    GPU run (interpreter off) tests the compiled kernels on CUDA tensors.
+    """
+    return INTERPRET if torch.device(device).type == "cpu" else not INTERPRET
+
+
+def backends_for(device) -> list[str]:
+    """Every explicit backend that must work on ``device``: reference, the C++ backend of that
+    device, and triton where it can run (see ``triton_runs_on``)."""
+    device = torch.device(device).type
+    return ["reference", device] + (["triton"] if triton_runs_on(device) else [])
+
+
+def fused_backends_for(device) -> list[str]:
+    return [b for b in backends_for(device) if b != "reference"]
+
+
+def make_logits(shape, dtype=torch.float64, device="cpu", scale=3.0) -> torch.Tensor:
+    """Fresh ``randn * scale`` logits in ``dtype`` (rounded from fp64). Never all zeros."""
+    x = torch.randn(shape, dtype=torch.float64) * scale
+    if x.numel() and not x.any():
+        x.view(-1)[0] = 1.0
+    return x.to(device=device, dtype=dtype)
+
+
+def make_target(shape, kind="float", dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """Random targets. kind: "float" (hard 0/1 in ``dtype``), "soft" (uniform [0, 1] in ``dtype``),
+    "int64", "int32", "uint8", "bool" (hard 0/1 in that dtype)."""
+    if kind == "soft":
+        return torch.rand(shape, dtype=torch.float64).to(device=device, dtype=dtype)
+    hard = torch.randint(0, 2, shape)
+    if hard.numel() > 1:
+        # both classes present, so positives and negatives are always exercised
+        hard.view(-1)[0], hard.view(-1)[1] = 0, 1
+    if kind == "float":
+        return hard.to(device=device, dtype=dtype)
+    return hard.to(device=device, dtype=getattr(torch, kind))
+
+
+def make_inputs(shape, dtype=torch.float64, device="cpu", target_kind="float"):
+    """(logits, target): logits in ``dtype``; float targets in ``dtype``, others in their own."""
+    return make_logits(shape, dtype, device), make_target(shape, target_kind, dtype, device)
+
+
+def make_weight(spec, shape, dtype=torch.float64, device="cpu"):
+    """A sample weight for ``input`` of ``shape`` described by ``spec``.
+
+    None; "scalar" (a Python float); "tensor0d"; "B" (shape [B] for 1-D input); "C" (the last dim);
+    "B1" ([B, 1]); "full"; "zeros" (full with ~1/3 exact zeros); "neg" (full, some negative);
+    "mid" ([1, C1, 1] for 3-D input, one run of middle dims); "split" ([B, 1, C2] for 3-D input, two
+    separated runs: no single [div, mod] layout exists); "expand" (a stride-0 expanded view);
+    "transposed" (a non-contiguous full weight); "allzero".
+    """
+
+    def rand(s):
+        return (torch.rand(s, dtype=torch.float64) * 1.5 + 0.25).to(device=device, dtype=dtype)
+
+    if spec is None:
+        return None
+    if spec == "scalar":
+        return 0.7
+    if spec == "tensor0d":
+        return rand(())
+    if spec == "B":
+        assert len(shape) == 1
+        return rand(shape)
+    if spec == "C":
+        return rand(shape[-1:])
+    if spec == "B1":
+        return rand((shape[0],) + (1,) * (len(shape) - 1))
+    if spec == "full":
+        return rand(shape)
+    if spec == "zeros":
+        w = rand(shape)
+        return w * (torch.rand(shape, device=device) > 0.33).to(dtype)
+    if spec == "neg":
+        return rand(shape) * torch.where(torch.rand(shape, device=device) > 0.3, 1.0, -1.0).to(dtype)
+    if spec == "mid":
+        assert len(shape) == 3
+        return rand((1, shape[1], 1))
+    if spec == "split":
+        assert len(shape) == 3
+        return rand((shape[0], 1, shape[2]))
+    if spec == "expand":
+        return rand(shape[-1:]).expand(shape)
+    if spec == "transposed":
+        assert len(shape) == 2
+        return rand(shape[::-1]).t()
+    if spec == "allzero":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    raise AssertionError(spec)
+
+
+def canary(t: torch.Tensor, margin: int = 67):
+    """Copy ``t`` into the interior of a larger sentinel-filled buffer.
+
+    Returns ``(view, check)``: ``view`` equals ``t`` (same shape and strides pattern as a contiguous
+    tensor) but lives at offset ``margin`` of the buffer; ``check()`` asserts the margins on both
+    sides and the interior are bit-for-bit unchanged. Floating sentinels are NaN, so an unmasked
+    out-of-bounds read leaks NaN into the result; an out-of-bounds write changes a margin.
+    """
+    n = t.numel()
+    if t.dtype.is_floating_point:
+        sentinel = float("nan")
+    elif t.dtype == torch.bool:
+        sentinel = True
+    else:
+        sentinel = 7  # not a valid binary label
+    buf = torch.full((n + 2 * margin,), sentinel, dtype=t.dtype, device=t.device)
+    view = buf[margin : margin + n].view(t.shape)
+    view.copy_(t)
+    before = buf.clone()
+
+    def check():
+        def bits(x):
+            return x.view(torch.uint8) if x.dtype != torch.bool else x
+
+        assert torch.equal(bits(buf[:margin]), bits(before[:margin])), "left canary overwritten"
+        assert torch.equal(bits(buf[margin + n :]), bits(before[margin + n :])), "right canary overwritten"
+        assert torch.equal(bits(buf[margin : margin + n]), bits(before[margin : margin + n])), (
+            "input modified"
+        )
+
+    return view, check
+
+
+def lowp_bound(ours, ref_same, ref64, dtype, factor=2.0):
+    """flash-attn's bound: ours is at most twice as far from the fp64 truth as torch in the same
+    dtype, plus ``factor`` ulps of the largest magnitude (covers a one-ulp rounding flip where
+    torch happened to round exactly). NaN in the same places."""
+    ours64, same64, truth = ours.double(), ref_same.double(), ref64.double()
+    assert torch.equal(ours64.isnan(), truth.isnan()), "NaN pattern differs from the fp64 reference"
+    finite = ~truth.isnan()
+    if not finite.any():
+        return
+    ours64, same64, truth = ours64[finite], same64[finite], truth[finite]
+    atol = factor * EPS[dtype] * max(float(truth.abs().max()), 1e-30)
+    err = float((ours64 - truth).abs().max())
+    ref_err = float((same64 - truth).abs().max())
+    assert err <= 2 * ref_err + atol, f"max error {err:.3g} > 2 * torch's {ref_err:.3g} + {atol:.3g}"

@@ -1,0 +1,264 @@
+"""Backend availability, explicit-backend errors, the auto choice, and import-time behaviour."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DEVICES, INTERPRET, NEEDS_CUDA, make_inputs, make_weight, triton_runs_on
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import fusedloss
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = {"reference", "triton", "cuda", "cpu"}
+FUSED_OPS = {"fusedloss::binary_focal_fwd", "fusedloss::binary_focal_fwd_triton"}
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the schema name of every op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+def fused_ops_called(thunk):
+    with OpRecorder() as rec:
+        thunk()
+    return [op for op in rec.ops if op in FUSED_OPS]
+
+
+def _calls(x, t, backend):
+    return [
+        lambda: fusedloss.sigmoid_focal_loss(x, t, backend=backend),
+        lambda: fusedloss.binary_focal_loss(x, t, backend=backend),
+        lambda: fusedloss.binary_focal_loss(x, t, ohem_ratio=0.5, backend=backend),
+        lambda: fusedloss.binary_cross_entropy_with_logits(x, t, backend=backend),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# available_backends
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", torch.device("cpu")])
+def test_available_backends_shape(device):
+    av = fusedloss.available_backends(device)
+    assert set(av) == NAMES
+    for name, reasons in av.items():
+        assert isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons), (name, reasons)
+    assert av["reference"] == []
+
+
+def test_available_backends_default_device():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert fusedloss.available_backends() == fusedloss.available_backends(expected)
+
+
+def test_cpu_extension_is_built():
+    # CI always builds the C++ extension; its absence must fail here, never skip the cpu tests.
+    assert fusedloss.available_backends("cpu")["cpu"] == []
+
+
+def test_triton_runs_on_cpu_under_the_interpreter():
+    assert INTERPRET or torch.cuda.is_available()  # conftest's guard makes this hold
+    if INTERPRET:
+        assert fusedloss.available_backends("cpu")["triton"] == []
+
+
+def test_cuda_backend_not_available_for_cpu_tensors():
+    reasons = fusedloss.available_backends("cpu")["cuda"]
+    assert reasons
+    x, t = make_inputs((5, 3), torch.float32)
+    for thunk in _calls(x, t, "cuda"):
+        with pytest.raises(ValueError) as info:
+            thunk()
+        msg = str(info.value)
+        assert "cuda" in msg
+        for reason in reasons:
+            assert reason in msg, (reason, msg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU report; this machine has CUDA")
+def test_cuda_device_without_gpu_reports_reasons():
+    assert fusedloss.available_backends("cuda")["cuda"]
+
+
+@NEEDS_CUDA
+def test_cuda_backends_available_on_gpu():
+    av = fusedloss.available_backends("cuda")
+    assert av["cuda"] == [] and av["reference"] == []
+    if not INTERPRET:
+        assert av["triton"] == []
+
+
+@pytest.mark.parametrize("backend", ["fast", "CPU", "", "torch"])
+def test_unknown_backend_name(backend):
+    x, t = make_inputs((5, 3), torch.float32)
+    for thunk in _calls(x, t, backend):
+        with pytest.raises(ValueError, match="backend"):
+            thunk()
+
+
+# ----------------------------------------------------------------------------------------------
+# which op runs
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "device, backend, expected",
+    [
+        (d, b, e)
+        for d in DEVICES
+        for b, e in [
+            ("reference", set()),
+            ("auto", {"fusedloss::binary_focal_fwd"}),  # cpu on CPU tensors, cuda on CUDA tensors
+            (d, {"fusedloss::binary_focal_fwd"}),
+        ]
+        + ([("triton", {"fusedloss::binary_focal_fwd_triton"})] if triton_runs_on(d) else [])
+    ],
+)
+def test_backend_runs_its_op(device, backend, expected):
+    x, t = make_inputs((37, 19), torch.float32, device)
+    x.requires_grad_()
+    for thunk in _calls(x, t, backend):
+        assert set(fused_ops_called(thunk)) == expected
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_auto_equals_native_backend(device):
+    # auto on CPU tensors is the C++ cpu backend (the interpreter is never picked): bitwise equal.
+    x, t = make_inputs((37, 19), torch.float32, device)
+    for auto, native in zip(_calls(x, t, "auto"), _calls(x, t, device)):
+        assert torch.equal(auto(), native())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_auto_falls_back_when_other_args_need_grad(device):
+    x, t = make_inputs((37, 19), torch.float64, device, "soft")
+    w = make_weight("C", (37, 19), torch.float64, device).requires_grad_()
+    t.requires_grad_()
+    assert fused_ops_called(lambda: fusedloss.sigmoid_focal_loss(x, t)) == []
+    assert fused_ops_called(lambda: fusedloss.binary_focal_loss(x, t.detach(), weight=w)) == []
+    assert fused_ops_called(lambda: fusedloss.binary_cross_entropy_with_logits(x, t)) == []
+    # ... but not when only the input needs grad
+    assert fused_ops_called(
+        lambda: fusedloss.binary_focal_loss(x.requires_grad_(), t.detach(), weight=w.detach())
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# import-time behaviour, in fresh processes
+# ----------------------------------------------------------------------------------------------
+
+
+def _python(code, **env_changes):
+    env = dict(os.environ)
+    for k, v in env_changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_makes_no_cuda_calls():
+    # Every torch.cuda query is wrapped; a call whose caller is a fusedloss file is recorded.
+    calls = _python(
+        """
+        import json, traceback
+        import torch
+        calls = []
+        def wrap(name, orig):
+            def wrapper(*a, **k):
+                ours = [f for f in traceback.extract_stack()[:-1]
+                        if "/fusedloss/" in f.filename.replace("\\\\", "/")]
+                if ours:
+                    calls.append(f"torch.cuda.{name} from {ours[-1].filename}:{ours[-1].lineno}")
+                return orig(*a, **k)
+            return wrapper
+        for name in ("is_available", "device_count", "current_device", "get_device_properties",
+                     "get_device_capability", "get_device_name", "init", "_lazy_init", "synchronize",
+                     "is_initialized", "mem_get_info", "set_device", "get_arch_list", "current_stream"):
+            if hasattr(torch.cuda, name):
+                setattr(torch.cuda, name, wrap(name, getattr(torch.cuda, name)))
+        import fusedloss, fusedloss.nn, fusedloss.functional, fusedloss.reference
+        import fusedloss.triton_kernels.focal
+        print(json.dumps(calls))
+        """,
+        CUDA_VISIBLE_DEVICES="",
+    )
+    assert calls == []
+
+
+def test_import_and_run_without_gpu_or_interpreter():
+    # No GPU visible, no interpreter: the package imports, triton reports why it cannot run on CPU
+    # tensors (and refuses it with that reason), auto runs the C++ cpu backend.
+    out = _python(
+        """
+        import json, torch, fusedloss
+        from fusedloss.reference import focal as ref
+        av = fusedloss.available_backends("cpu")
+        x = torch.randn(33, 5, dtype=torch.float64) * 3
+        t = torch.randint(0, 2, (33, 5)).double()
+        try:
+            fusedloss.sigmoid_focal_loss(x, t, backend="triton")
+            err = None
+        except ValueError as e:
+            err = str(e)
+        ours = fusedloss.binary_focal_loss(x, t, alpha=0.25)
+        diff = (ours - ref.binary_focal_loss_reference(x, t, alpha=0.25)).abs().item()
+        print(json.dumps({"av": av, "err": err, "diff": diff, "cuda": torch.cuda.is_available()}))
+        """,
+        CUDA_VISIBLE_DEVICES="",
+        TRITON_INTERPRET=None,
+    )
+    assert not out["cuda"]
+    assert out["av"]["cpu"] == [] and out["av"]["reference"] == []
+    assert out["av"]["triton"], "triton must report a reason on CPU tensors without the interpreter"
+    assert out["err"] is not None and "triton" in out["err"]
+    assert all(r in out["err"] for r in out["av"]["triton"])
+    assert out["diff"] < 1e-12
+
+
+def _pytest_exit_code(*args):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        env=env,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_session_guard_fails_without_interpreter():
+    # conftest's guard: no CUDA and no TRITON_INTERPRET=1 -> the session fails (usage error, rc 4)
+    # instead of skipping Triton; selecting only the AOT tests is allowed.
+    rc, out = _pytest_exit_code("--collect-only", "tests/test_backends.py")
+    assert rc == pytest.ExitCode.USAGE_ERROR and "TRITON_INTERPRET=1" in out, out[-3000:]
+    rc, out = _pytest_exit_code("--collect-only", "-m", "aot", "tests")
+    assert rc == pytest.ExitCode.OK, out[-3000:]
