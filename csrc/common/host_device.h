@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 // Unqualified exp/log/... resolve to the float overloads on the host too (nvcc provides them for
 // device code in the global namespace).

@@ -23,3 +23,26 @@ BINARY_FOCAL_SCHEMA = (
 )
 LIB.define("binary_focal_fwd" + BINARY_FOCAL_SCHEMA)
 LIB.define("binary_focal_fwd_triton" + BINARY_FOCAL_SCHEMA)
+
+# Pairwise session losses (EasyRec PAIR_WISE / PAIRWISE_LOGISTIC / PAIRWISE_FOCAL / PAIRWISE_HINGE).
+# Items are given in session-sorted order: scores, labels, weight ([B] or [1]) in the compute dtype
+# (float32, float64 for float64 input); order[p] is the original batch index of sorted position p;
+# [seg_lo[p], seg_hi[p]) is the sorted range of p's session. kind: 0 pair_wise, 1 logistic,
+# 2 focal, 3 hinge; flags: 1 has_hinge_margin, 2 use_label_margin, 4 label_is_logits,
+# 8 use_exponent; alpha < 0: none.
+#   pairwise_fwd: select None -> SBNZ over valid pairs; select (int64 [4]: the k-th largest OHEM
+#     key's three words and an enabled flag) -> OHEM's final pass over the selected pairs whose
+#     loss is > 0. Returns (loss, grad, scale): 0-d loss, grad [B] (sorted order, unscaled; empty
+#     without compute_grad), 0-d scale (1 / denominator, 0 when it is 0).
+#   pairwise_ohem_hist: histogram (int64 [2048]) of digit `digit` of the OHEM keys of the valid pairs
+#     matching the decided prefix in state (int64 [4]: three key words, done flag; all zeros
+#     returned when done).
+PAIRWISE_ARGS = (
+    "Tensor scores, Tensor labels, Tensor? weight, Tensor order, Tensor seg_lo, Tensor seg_hi, "
+    "int kind, int flags, float temperature, float margin, float hinge_margin, float gamma, "
+    "float alpha"
+)
+LIB.define(f"pairwise_fwd({PAIRWISE_ARGS}, Tensor? select, bool compute_grad) -> (Tensor, Tensor, Tensor)")
+LIB.define(f"pairwise_fwd_triton({PAIRWISE_ARGS}, Tensor? select, bool compute_grad) -> (Tensor, Tensor, Tensor)")
+LIB.define(f"pairwise_ohem_hist({PAIRWISE_ARGS}, Tensor state, int digit) -> Tensor")
+LIB.define(f"pairwise_ohem_hist_triton({PAIRWISE_ARGS}, Tensor state, int digit) -> Tensor")

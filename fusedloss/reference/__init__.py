@@ -6,10 +6,20 @@ from .focal import (
     ohem_mean_reference,
     sigmoid_focal_loss_reference,
 )
+from .pairwise import (
+    pairwise_focal_loss_reference,
+    pairwise_hinge_loss_reference,
+    pairwise_logistic_loss_reference,
+    pairwise_loss_reference,
+)
 
 __all__ = [
     "binary_cross_entropy_with_logits_reference",
     "binary_focal_loss_reference",
     "ohem_mean_reference",
+    "pairwise_focal_loss_reference",
+    "pairwise_hinge_loss_reference",
+    "pairwise_logistic_loss_reference",
+    "pairwise_loss_reference",
     "sigmoid_focal_loss_reference",
 ]
