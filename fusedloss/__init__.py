@@ -6,8 +6,17 @@ No device is queried at import; the C++ extension is optional (its absence is re
 
 from fusedloss import _extension  # noqa: F401  (defines the schemas, loads fusedloss._C)
 from fusedloss import nn, reference
-from fusedloss.functional import binary_cross_entropy_with_logits, binary_focal_loss, sigmoid_focal_loss
+from fusedloss.functional import (
+    binary_cross_entropy_with_logits,
+    binary_focal_loss,
+    pairwise_focal_loss,
+    pairwise_hinge_loss,
+    pairwise_logistic_loss,
+    pairwise_loss,
+    sigmoid_focal_loss,
+)
 from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
+from fusedloss.ops import pairwise as _pairwise_ops  # noqa: F401
 from fusedloss.ops._backends import available_backends
 
 __all__ = [
@@ -15,6 +24,10 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
     "nn",
+    "pairwise_focal_loss",
+    "pairwise_hinge_loss",
+    "pairwise_logistic_loss",
+    "pairwise_loss",
     "reference",
     "sigmoid_focal_loss",
 ]

@@ -65,3 +65,93 @@ class BCEWithLogitsLoss(torch.nn.Module):
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.pos_weight,
                                                   self.reduction, self.label_smoothing,
                                                   backend=self.backend)
+
+
+class _PairwiseBase(torch.nn.Module):
+    """Holds the keyword parameters of a pairwise loss; forward(input, target, session_ids, weight)."""
+
+    _fn = None
+
+    def __init__(self, backend="auto", **params):
+        super().__init__()
+        self.backend, self.params = backend, params
+
+    def forward(self, input, target, session_ids=None, weight=None):
+        return type(self)._fn(input, target, session_ids, weight=weight, backend=self.backend,
+                              **self.params)
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+
+
+class PairwiseLoss(_PairwiseBase):
+    """EasyRec PAIR_WISE_LOSS: ``softplus(-((s_i - s_j)/T - margin))`` over in-session pairs with
+    ``y_i > y_j``, SBNZ with pair weight ``w_i`` (see ``F.pairwise_loss``).
+
+    Shape: input (B,), target (B,), session_ids (B,) or None, weight (B,), a number or None; output ().
+
+    Example:
+        >>> loss = PairwiseLoss(temperature=0.5)
+        >>> loss(torch.randn(64), torch.randint(0, 3, (64,)), torch.randint(0, 8, (64,)))
+    """
+
+    _fn = staticmethod(F.pairwise_loss)
+
+    def __init__(self, temperature=1.0, margin=0.0, backend="auto"):
+        super().__init__(backend, temperature=temperature, margin=margin)
+
+
+class PairwiseLogisticLoss(_PairwiseBase):
+    """EasyRec PAIRWISE_LOGISTIC_LOSS (RankNet), see ``F.pairwise_logistic_loss``.
+
+    Shape: input (B,), target (B,), session_ids (B,) or None, weight (B,), a number or None; output ().
+
+    Example:
+        >>> loss = PairwiseLogisticLoss(use_label_margin=True, ohem_ratio=0.5)
+        >>> loss(torch.randn(64), torch.randint(0, 3, (64,)), torch.randint(0, 8, (64,)))
+    """
+
+    _fn = staticmethod(F.pairwise_logistic_loss)
+
+    def __init__(self, temperature=1.0, hinge_margin=None, use_label_margin=False, ohem_ratio=1.0,
+                 backend="auto"):
+        super().__init__(backend, temperature=temperature, hinge_margin=hinge_margin,
+                         use_label_margin=use_label_margin, ohem_ratio=ohem_ratio)
+
+
+class PairwiseFocalLoss(_PairwiseBase):
+    """EasyRec PAIRWISE_FOCAL_LOSS, see ``F.pairwise_focal_loss``.
+
+    Shape: input (B,), target (B,), session_ids (B,) or None, weight (B,), a number or None; output ().
+
+    Example:
+        >>> loss = PairwiseFocalLoss(gamma=2.0, hinge_margin=1.0)
+        >>> loss(torch.randn(64), torch.randint(0, 3, (64,)), torch.randint(0, 8, (64,)))
+    """
+
+    _fn = staticmethod(F.pairwise_focal_loss)
+
+    def __init__(self, temperature=1.0, gamma=2.0, alpha=None, hinge_margin=None, ohem_ratio=1.0,
+                 backend="auto"):
+        super().__init__(backend, temperature=temperature, gamma=gamma, alpha=alpha,
+                         hinge_margin=hinge_margin, ohem_ratio=ohem_ratio)
+
+
+class PairwiseHingeLoss(_PairwiseBase):
+    """EasyRec PAIRWISE_HINGE_LOSS (``use_exponent`` as intended, not EasyRec's gradient-less bug),
+    see ``F.pairwise_hinge_loss``.
+
+    Shape: input (B,), target (B,), session_ids (B,) or None, weight (B,), a number or None; output ().
+
+    Example:
+        >>> loss = PairwiseHingeLoss()
+        >>> loss(torch.randn(64), torch.randint(0, 3, (64,)), torch.randint(0, 8, (64,)))
+    """
+
+    _fn = staticmethod(F.pairwise_hinge_loss)
+
+    def __init__(self, temperature=1.0, margin=1.0, use_label_margin=True, label_is_logits=True,
+                 use_exponent=False, ohem_ratio=1.0, backend="auto"):
+        super().__init__(backend, temperature=temperature, margin=margin,
+                         use_label_margin=use_label_margin, label_is_logits=label_is_logits,
+                         use_exponent=use_exponent, ohem_ratio=ohem_ratio)

@@ -1,0 +1,25 @@
+"""Public loss functions, one module per family: validate, pick a backend, call the fused op."""
+
+from fusedloss.functional.focal import (
+    binary_cross_entropy_with_logits,
+    binary_focal_loss,
+    ohem_mean,
+    sigmoid_focal_loss,
+)
+from fusedloss.functional.pairwise import (
+    pairwise_focal_loss,
+    pairwise_hinge_loss,
+    pairwise_logistic_loss,
+    pairwise_loss,
+)
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "binary_focal_loss",
+    "ohem_mean",
+    "pairwise_focal_loss",
+    "pairwise_hinge_loss",
+    "pairwise_logistic_loss",
+    "pairwise_loss",
+    "sigmoid_focal_loss",
+]
