@@ -1,0 +1,379 @@
+// CUDA kernel of fusedloss::pairwise_fwd and fusedloss::pairwise_ohem_hist. Torch-free: raw pointers,
+// int64 sizes, an explicit stream (pairwise_cuda.h); pairwise_cuda_binding.cpp turns tensors into
+// PairwiseLaunchArgs. The CPU kernel (pairwise_cpu.cpp) computes the same thing; this is its twin.
+//
+// Items come in session-sorted order; [seg_lo[p], seg_hi[p]) is the sorted range of p's session. One
+// block per kPairwiseThreads consecutive rows, one thread per row. The block's column range is the
+// union of its rows' sessions, [min seg_lo, max seg_hi); it is staged through shared memory in tiles
+// of kTile columns (scores, transformed labels, weights, order), and each thread walks the part of
+// each tile inside its own session. For each column q, with yt the transformed labels:
+//   yt_p > yt_q: pair (p, q): loss, SBNZ count and OHEM histogram are taken here (its higher side),
+//                and ds_i goes to grad[p];
+//   yt_q > yt_p: pair (q, p): only ds_j (into grad[p]) and, under OHEM, the pair's key.
+// Every thread computes its row's whole gradient: no atomics on grad, deterministic, O(B) memory.
+//
+// OHEM consistency. Both sides of a pair, and the histogram passes and the final pass, must compute
+// bit-identical losses (the key is the loss's float32 bits). So there is one kernel for all modes,
+// with one pair evaluation site (the arguments selected per pair, p's or q's as the higher item, as
+// in the cpu kernel) whose outputs are used in every mode, and the mode is re-read per pair from
+// shared memory so the loop cannot be split per mode (each copy could be contracted into FMAs
+// differently). Transformed labels come from one staging site, the block's own rows included, so a
+// row's value is bit-identical to the same item's as a column. (A __noinline__ pair function would
+// guarantee it more directly, but the call ABI made ptxas spill in the fp64 focal kernel.)
+//
+// Fwd modes: per-thread loss sum (acc_t within a tile, double across tiles) and count, block
+// reductions, per-block partials[block] (sum) and partials[num_blocks + block] (count) in double,
+// finished on the device by the binding. Hist mode: a 2048-bin shared histogram (dynamic shared
+// memory), added to the global one with atomicAdd; the kernel exits at once when state[3] != 0.
+// Instantiated for float and double x 4 kinds: 8 kernels.
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include "pairwise_cuda.h"
+#include "pairwise_math.h"
+
+namespace fusedloss {
+namespace pairwise {
+namespace {
+
+constexpr int kThreads = kPairwiseThreads;
+constexpr int kWarp = 32;
+constexpr int kWarps = kThreads / kWarp;
+constexpr int kTile = 256;  // staged columns per iteration: 256 x (8 + 8 + 8 + 4) B = 7 KiB (double)
+constexpr int kBins = kPairwiseHistBins;
+
+// Digit `digit` of the radix select in mask form: ohem_prefix_match(k, p, digit) is
+// ((k[w] ^ p[w]) & mask[w]) == 0 for every word w, and ohem_digit(k, digit) is
+// (k[word] >> shift) & width_mask. The kernel uses this form: with the digit at run time, the header
+// functions index the key by it, which puts the key in local memory (and a switch over 9 constant
+// digits made ptxas spill). The launcher reads the masks off the header functions themselves
+// (hist_digit_from_header), so the header stays the one definition.
+struct HistDigit {
+  uint32_t mask[3];
+  int word;
+  int shift;
+  uint32_t width_mask;
+};
+
+template <typename acc_t>
+struct KernelArgs {
+  const acc_t* __restrict__ s;
+  const acc_t* __restrict__ y;
+  const acc_t* __restrict__ w;  // nullptr: weight 1
+  int64_t w_numel;
+  const int64_t* __restrict__ order;
+  const int64_t* __restrict__ seg_lo;
+  const int64_t* __restrict__ seg_hi;
+  const int64_t* __restrict__ words;  // select / state, int64 [4], or nullptr (SBNZ)
+  acc_t* __restrict__ grad;           // nullptr: not wanted
+  double* __restrict__ partials;
+  unsigned long long* __restrict__ hist;
+  int64_t n;
+  Params<acc_t> prm;
+  HistDigit hd;  // hist mode: the digit in mask form
+  int mode;
+};
+
+// One pair as seen from row p against column q (the twin of eval_body in pairwise_cpu.cpp): the
+// arguments are selected per pair (p's or q's as the higher item i) before the one pair_eval.
+template <typename acc_t>
+struct PairEval {
+  acc_t loss;  // the pair's weighted loss
+  acc_t ds;    // d loss / d s_p (ds_i when p is the higher item, else ds_j)
+  bool valid;  // a pair (labels ordered, focal filter passed)
+  bool ph;     // p is the higher item
+  bool nz;     // v != 0
+};
+
+template <typename acc_t, int kKind>
+__device__ __forceinline__ PairEval<acc_t> eval_pair(const Params<acc_t>& prm_rt, acc_t s_p, acc_t yt_p, acc_t w_p,
+                                                     acc_t s_q, acc_t yt_q, acc_t w_q) {
+  Params<acc_t> prm = prm_rt;
+  prm.kind = kKind;
+  const bool ph = yt_p > yt_q;
+  // Neither (equal or NaN labels): o.valid is false, pair_eval tests yt_i > yt_j.
+  const PairOut<acc_t> o = pair_eval<acc_t>(ph ? s_p : s_q, ph ? s_q : s_p, ph ? yt_p : yt_q, ph ? yt_q : yt_p,
+                                            ph ? w_p : w_q, prm);
+  PairEval<acc_t> e;
+  e.loss = o.loss;
+  e.ds = ph ? o.ds_i : o.ds_j;
+  e.valid = o.valid;
+  e.ph = ph;
+  e.nz = o.v != acc_t(0);
+  return e;
+}
+
+__device__ __forceinline__ bool hist_match(const HistDigit& h, const uint32_t (&key)[3], uint32_t p0, uint32_t p1,
+                                           uint32_t p2) {
+  return (((key[0] ^ p0) & h.mask[0]) | ((key[1] ^ p1) & h.mask[1]) | ((key[2] ^ p2) & h.mask[2])) == 0u;
+}
+
+__device__ __forceinline__ uint32_t hist_bin(const HistDigit& h, const uint32_t (&key)[3]) {
+  const uint32_t w = h.word == 0 ? key[0] : (h.word == 1 ? key[1] : key[2]);
+  return (w >> h.shift) & h.width_mask;
+}
+
+// Host: HistDigit of `digit` probed from ohem_prefix_match / ohem_digit (pairwise_math.h). A bit is
+// decided before `digit` iff flipping it alone breaks the prefix match; the digit's word, shift and
+// width are where a key of all ones in one word shows a nonzero digit and how wide it is.
+HistDigit hist_digit_from_header(int digit) {
+  HistDigit h{};
+  const int64_t zeros[3] = {0, 0, 0};
+  for (int bit = 0; bit < 96; ++bit) {
+    uint32_t k[3] = {0u, 0u, 0u};
+    k[bit / 32] = 1u << (bit % 32);
+    if (!ohem_prefix_match(k, zeros, digit)) h.mask[bit / 32] |= 1u << (bit % 32);
+  }
+  for (int w = 0; w < 3; ++w) {
+    uint32_t k[3] = {0u, 0u, 0u};
+    k[w] = 0xffffffffu;
+    const uint32_t d = ohem_digit(k, digit);
+    if (d != 0u) {
+      h.word = w;
+      h.width_mask = d;  // all ones over the digit's width
+      for (h.shift = 0; h.shift < 32; ++h.shift) {  // the lowest bit of the word the digit reads
+        uint32_t one[3] = {0u, 0u, 0u};
+        one[w] = 1u << h.shift;
+        if (ohem_digit(one, digit) != 0u) break;
+      }
+    }
+  }
+  return h;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t weight_at(const KernelArgs<acc_t>& a, int64_t q) {
+  if (a.w == nullptr) return acc_t(1);
+  return a.w_numel == 1 ? a.w[0] : a.w[q];
+}
+
+// minBlocks 4 (at most 128 registers): with no minimum, ptxas's allocation around its division
+// slow-path calls spilled a few bytes in some kernels (sm_80 fp64 focal, sm_90 fp32 pair_wise);
+// with 1 to 6 it spills nothing. scripts/check_cuda_build.sh guards it.
+constexpr int kMinBlocks = 4;
+
+template <typename acc_t, int kKind>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) pairwise_kernel(const KernelArgs<acc_t> a) {
+  __shared__ acc_t sh_s[kTile];
+  __shared__ acc_t sh_yt[kTile];
+  __shared__ acc_t sh_w[kTile];
+  __shared__ uint32_t sh_o[kTile];
+  // Per-thread state kept in shared memory rather than registers between tiles: ptxas calls a
+  // slow-path subroutine for IEEE division (the sigmoids of pair_eval), and with more values live
+  // across those calls it spilled on sm_90 (fp64 focal, fp32 hinge).
+  __shared__ long long sh_lo[kThreads];
+  __shared__ long long sh_hi[kThreads];
+  __shared__ double sh_sum[kThreads];
+  __shared__ long long sh_cnt[kThreads];
+  __shared__ long long sh_range[2];
+  __shared__ int sh_mode;
+  extern __shared__ unsigned long long sh_hist[];  // [kBins] in hist mode, else 0 bytes
+
+  const int tid = threadIdx.x;
+  const int64_t* words = a.words;  // select / state (nullptr for SBNZ)
+  if (a.mode == kPairwiseHist && words[3] != 0) return;  // K* decided: the caller's zeros stand
+  const bool active = a.mode != kPairwiseSelect || words[3] != 0;  // k == 0: nothing is selected
+
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kThreads;
+  const bool has_row = row0 + tid < a.n;
+  int64_t lo = 0, hi = 0;
+  if (has_row) {
+    // Clamped to [0, n): the cpu op checks these, here a check would need a host sync.
+    lo = a.seg_lo[row0 + tid] < 0 ? 0 : a.seg_lo[row0 + tid];
+    hi = a.seg_hi[row0 + tid] > a.n ? a.n : a.seg_hi[row0 + tid];
+  }
+  sh_lo[tid] = lo;
+  sh_hi[tid] = hi;
+  sh_sum[tid] = 0.0;
+  sh_cnt[tid] = 0;
+  if (tid == 0) {
+    sh_range[0] = a.n;
+    sh_range[1] = 0;
+    sh_mode = a.mode;
+  }
+  if (a.mode == kPairwiseHist) {
+    for (int b = tid; b < kBins; b += kThreads) sh_hist[b] = 0ull;
+  }
+  __syncthreads();
+  if (has_row && lo < hi) {
+    atomicMin(&sh_range[0], static_cast<long long>(lo));
+    atomicMax(&sh_range[1], static_cast<long long>(hi));
+  }
+  __syncthreads();
+  const int64_t n_tiles = active && sh_range[1] > sh_range[0] ? (sh_range[1] - sh_range[0] + kTile - 1) / kTile : 0;
+
+  acc_t s_p = acc_t(0), yt_p = acc_t(0), w_p = acc_t(0);
+  uint32_t o_p = 0;
+  acc_t g = acc_t(0);
+  // t = -1 stages the block's own rows, t >= 0 the column tiles: one staging site, so that a row's
+  // transformed label is bit-identical to the same item's as a column.
+  for (int64_t t = -1; t < n_tiles; ++t) {
+    const volatile long long* range = sh_range;
+    const int64_t base = t < 0 ? row0 : range[0] + t * kTile;
+    const int64_t end = t < 0 ? (a.n < row0 + kThreads ? a.n : row0 + kThreads) : range[1];
+    const int cn = static_cast<int>(end - base < kTile ? end - base : kTile);
+    __syncthreads();  // the previous tile is consumed
+    for (int k = tid; k < cn; k += kThreads) {
+      const int64_t q = base + k;
+      sh_s[k] = a.s[q];
+      sh_yt[k] = transform_label<acc_t>(a.y[q], a.prm);
+      sh_w[k] = weight_at(a, q);
+      sh_o[k] = static_cast<uint32_t>(a.order[q]);
+    }
+    __syncthreads();
+    if (!has_row) continue;
+    if (t < 0) {
+      s_p = sh_s[tid];
+      yt_p = sh_yt[tid];
+      w_p = sh_w[tid];
+      o_p = sh_o[tid];
+      continue;
+    }
+    const int64_t my_lo = sh_lo[tid], my_hi = sh_hi[tid];
+    // The row's session within this tile, clamped to [0, cn] in 64 bits before narrowing.
+    const int64_t r0 = my_lo - base, r1 = my_hi - base;
+    const int k0 = static_cast<int>(r0 < 0 ? 0 : (r0 > cn ? cn : r0));
+    const int k1 = static_cast<int>(r1 < 0 ? 0 : (r1 > cn ? cn : r1));
+    acc_t tile_sum = acc_t(0);
+    int tile_cnt = 0;
+    for (int k = k0; k < k1; ++k) {
+      // One pair evaluation for every mode and both sides of a pair: the mode is re-read from
+      // shared memory (volatile) so that the compiler cannot split this loop per mode, which could
+      // contract (FMA) the pair's arithmetic differently in each copy; every output is used below.
+      const PairEval<acc_t> e = eval_pair<acc_t, kKind>(a.prm, s_p, yt_p, w_p, sh_s[k], sh_yt[k], sh_w[k]);
+      const int mode = *static_cast<volatile int*>(&sh_mode);
+      if (!e.valid) continue;
+      const uint32_t o_q = sh_o[k];
+      uint32_t key[3];
+      ohem_key(static_cast<float>(e.loss), e.ph ? o_p : o_q, e.ph ? o_q : o_p, key);
+      if (mode == kPairwiseHist) {
+        // Counted once, from its higher side.
+        if (e.ph && hist_match(a.hd, key, static_cast<uint32_t>(words[0]), static_cast<uint32_t>(words[1]),
+                               static_cast<uint32_t>(words[2]))) {
+          atomicAdd(&sh_hist[hist_bin(a.hd, key)], 1ull);
+        }
+        continue;
+      }
+      const bool contrib = mode == kPairwiseSbnz || (ohem_selected(key, words) && e.loss > acc_t(0));
+      if (!contrib) continue;
+      g += e.ds;
+      if (e.ph) {
+        tile_sum += e.loss;
+        tile_cnt += (mode == kPairwiseSelect || e.nz) ? 1 : 0;
+      }
+    }
+    sh_sum[tid] += static_cast<double>(tile_sum);
+    sh_cnt[tid] += tile_cnt;
+  }
+
+  if (a.mode == kPairwiseHist) {
+    __syncthreads();
+    for (int b = tid; b < kBins; b += kThreads) {
+      if (sh_hist[b] != 0ull) atomicAdd(&a.hist[b], sh_hist[b]);
+    }
+    return;
+  }
+  if (has_row && a.grad != nullptr) a.grad[row0 + tid] = g;
+
+  // Block reduction of the sum and the count: shuffles within each warp, then the first warp.
+  __syncthreads();
+  const int lane = tid % kWarp;
+  const int warp = tid / kWarp;
+  double sum = warp_sum(sh_sum[tid]);
+  long long cnt = warp_sum(sh_cnt[tid]);
+  __syncthreads();  // everyone has read its slot
+  if (lane == 0) {
+    sh_sum[warp] = sum;
+    sh_cnt[warp] = cnt;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    sum = lane < kWarps ? sh_sum[lane] : 0.0;
+    cnt = lane < kWarps ? sh_cnt[lane] : 0;
+    sum = warp_sum(sum);
+    cnt = warp_sum(cnt);
+    if (lane == 0) {
+      a.partials[blockIdx.x] = sum;
+      a.partials[gridDim.x + blockIdx.x] = static_cast<double>(cnt);
+    }
+  }
+}
+
+template <typename acc_t, int kKind>
+int launch_kind(const KernelArgs<acc_t>& ka, int32_t num_blocks, cudaStream_t stream) {
+  const size_t dyn_smem = ka.mode == kPairwiseHist ? kBins * sizeof(unsigned long long) : 0;
+  pairwise_kernel<acc_t, kKind><<<num_blocks, kThreads, dyn_smem, stream>>>(ka);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename acc_t>
+int launch(const PairwiseLaunchArgs& a, cudaStream_t stream) {
+  KernelArgs<acc_t> ka;
+  ka.s = static_cast<const acc_t*>(a.scores);
+  ka.y = static_cast<const acc_t*>(a.labels);
+  ka.w = static_cast<const acc_t*>(a.weight);
+  ka.w_numel = a.weight_numel;
+  ka.order = a.order;
+  ka.seg_lo = a.seg_lo;
+  ka.seg_hi = a.seg_hi;
+  ka.words = a.words;
+  ka.grad = static_cast<acc_t*>(a.grad);
+  ka.partials = a.partials;
+  ka.hist = a.hist;
+  ka.n = a.n;
+  ka.prm.kind = a.kind;
+  ka.prm.flags = a.flags;
+  ka.prm.inv_temperature = static_cast<acc_t>(1.0 / a.temperature);
+  ka.prm.margin = static_cast<acc_t>(a.margin);
+  ka.prm.hinge_margin = static_cast<acc_t>(a.hinge_margin);
+  ka.prm.gamma = static_cast<acc_t>(a.gamma);
+  ka.prm.alpha = static_cast<acc_t>(a.alpha);
+  ka.mode = a.mode;
+  if (a.mode == kPairwiseHist) ka.hd = hist_digit_from_header(a.digit);
+  switch (a.kind) {
+    case kPairWise:
+      return launch_kind<acc_t, kPairWise>(ka, a.num_blocks, stream);
+    case kLogistic:
+      return launch_kind<acc_t, kLogistic>(ka, a.num_blocks, stream);
+    case kFocal:
+      return launch_kind<acc_t, kFocal>(ka, a.num_blocks, stream);
+    default:
+      return launch_kind<acc_t, kHinge>(ka, a.num_blocks, stream);
+  }
+}
+
+}  // namespace
+}  // namespace pairwise
+}  // namespace fusedloss
+
+extern "C" int fusedloss_pairwise_cuda(const PairwiseLaunchArgs* args, cudaStream_t stream) {
+  using namespace fusedloss::pairwise;
+  if (args == nullptr || args->n < 0) return kPairwiseBadArgs;
+  const PairwiseLaunchArgs& a = *args;
+  if (a.n == 0) return 0;
+  const bool fwd = a.mode == kPairwiseSbnz || a.mode == kPairwiseSelect;
+  if (a.num_blocks != fusedloss_pairwise_num_blocks(a.n) || a.scores == nullptr || a.labels == nullptr ||
+      a.order == nullptr || a.seg_lo == nullptr || a.seg_hi == nullptr ||
+      (a.weight != nullptr && a.weight_numel != 1 && a.weight_numel != a.n) || a.kind < kPairWise ||
+      a.kind > kHinge || !(a.temperature > 0.0) || (a.mode < kPairwiseSbnz || a.mode > kPairwiseHist) ||
+      (fwd && a.partials == nullptr) || (a.mode != kPairwiseSbnz && a.words == nullptr) ||
+      (a.mode == kPairwiseHist && (a.hist == nullptr || a.digit < 0 || a.digit >= 9))) {
+    return kPairwiseBadArgs;
+  }
+  switch (a.dtype) {
+    case kPairwiseF32:
+      return launch<float>(a, stream);
+    case kPairwiseF64:
+      return launch<double>(a, stream);
+    default:
+      return kPairwiseBadDType;
+  }
+}

@@ -1,0 +1,74 @@
+// Torch-free interface of the CUDA kernel of fusedloss::pairwise_fwd and
+// fusedloss::pairwise_ohem_hist (flash-attn params-struct style). pairwise_cuda.cu implements it with
+// nvcc alone; pairwise_cuda_binding.cpp fills it from tensors. Keeping torch out of the .cu is what
+// lets CMakeLists.txt compile it on a machine whose torch is a CPU build.
+#pragma once
+
+#include <cuda_runtime_api.h>  // cudaStream_t
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Element type of scores, labels and weight (the accumulation type acc_t).
+enum PairwiseDType {
+  kPairwiseF32 = 0,
+  kPairwiseF64 = 1,
+};
+
+// What one launch computes.
+enum PairwiseMode {
+  kPairwiseSbnz = 0,    // pairwise_fwd, select None
+  kPairwiseSelect = 1,  // pairwise_fwd, select given (OHEM's final pass)
+  kPairwiseHist = 2,    // pairwise_ohem_hist
+};
+
+// Return codes of the launchers besides 0 (success) and positive cudaError_t values.
+enum PairwiseStatus {
+  kPairwiseBadDType = -1,
+  kPairwiseBadArgs = -2,
+};
+
+// One block per kPairwiseThreads consecutive sorted rows, one thread per row; kPairwiseHistBins
+// bins of the OHEM digit histogram.
+enum { kPairwiseThreads = 128, kPairwiseHistBins = 2048 };
+
+typedef struct PairwiseLaunchArgs {
+  const void* scores;     // [n] acc_t, session-sorted, contiguous
+  const void* labels;     // [n] acc_t
+  const void* weight;     // [n] or [1] acc_t, or NULL (weight 1)
+  int64_t weight_numel;   // n or 1 (0 when weight is NULL)
+  const int64_t* order;   // [n] original batch index of each sorted position (< 2^32)
+  const int64_t* seg_lo;  // [n] first sorted position of the row's session
+  const int64_t* seg_hi;  // [n] one past its last
+  // Select mode: the select tensor, int64 [4] (K*'s words and the enabled flag); hist mode: the state
+  // tensor, int64 [4] (the decided prefix and the done flag). Read on the device; NULL for SBNZ.
+  const int64_t* words;
+  void* grad;               // [n] acc_t (fwd modes with compute_grad), or NULL
+  double* partials;         // fwd modes: [2 * num_blocks]: per-block loss sum, then per-block count
+  unsigned long long* hist; // hist mode: [kPairwiseHistBins] int64, zeroed by the caller
+  int64_t n;
+  int64_t kind;    // fusedloss::pairwise::Kind
+  int64_t flags;   // fusedloss::pairwise::Flag bits
+  double temperature, margin, hinge_margin, gamma, alpha;
+  int32_t dtype;       // PairwiseDType
+  int32_t mode;        // PairwiseMode
+  int32_t digit;       // hist mode: 0 .. 8
+  int32_t num_blocks;  // fusedloss_pairwise_num_blocks(n)
+} PairwiseLaunchArgs;
+
+// Grid size: one block per kPairwiseThreads rows; 0 for an empty input (nothing is launched).
+static inline int32_t fusedloss_pairwise_num_blocks(int64_t n) {
+  if (n <= 0) return 0;
+  return (int32_t)((n + kPairwiseThreads - 1) / kPairwiseThreads);
+}
+
+// Launches the kernel on `stream` (asynchronous; never synchronises). Returns 0, a PairwiseStatus, or
+// the cudaError_t of the launch. With n == 0 it launches nothing and returns 0.
+int fusedloss_pairwise_cuda(const PairwiseLaunchArgs* args, cudaStream_t stream);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
