@@ -262,3 +262,165 @@ def test_session_guard_fails_without_interpreter():
     assert rc == pytest.ExitCode.USAGE_ERROR and "TRITON_INTERPRET=1" in out, out[-3000:]
     rc, out = _pytest_exit_code("--collect-only", "-m", "aot", "tests")
     assert rc == pytest.ExitCode.OK, out[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------
+# pairwise session losses: which op each backend runs, errors, import-time behaviour
+# ----------------------------------------------------------------------------------------------
+
+PAIRWISE_OPS = {
+    "fusedloss::pairwise_fwd",
+    "fusedloss::pairwise_fwd_triton",
+    "fusedloss::pairwise_ohem_hist",
+    "fusedloss::pairwise_ohem_hist_triton",
+}
+
+
+def pairwise_ops_called(thunk):
+    with OpRecorder() as rec:
+        thunk()
+    return [op for op in rec.ops if op in PAIRWISE_OPS]
+
+
+def _pairwise_calls(x, y, sid, backend, weight=None):
+    return [
+        lambda: fusedloss.pairwise_loss(x, y, sid, weight=weight, backend=backend),
+        lambda: fusedloss.pairwise_logistic_loss(x, y, sid, weight=weight, backend=backend),
+        lambda: fusedloss.pairwise_focal_loss(x, y, sid, weight=weight, backend=backend),
+        lambda: fusedloss.pairwise_hinge_loss(x, y, sid, weight=weight, backend=backend),
+        lambda: fusedloss.pairwise_logistic_loss(x, y, sid, weight=weight, ohem_ratio=0.5, backend=backend),
+        lambda: fusedloss.pairwise_focal_loss(x, y, sid, weight=weight, ohem_ratio=0.5, backend=backend),
+        lambda: fusedloss.pairwise_hinge_loss(x, y, sid, weight=weight, ohem_ratio=0.5, backend=backend),
+    ]
+
+
+def _pairwise_inputs(device, dtype=torch.float32):
+    x = torch.randn(37, device=device, dtype=dtype)
+    y = torch.randint(0, 4, (37,), device=device).to(dtype)
+    sid = torch.randint(0, 6, (37,), device=device)
+    return x, y, sid
+
+
+@pytest.mark.parametrize(
+    "device, backend, fwd, hist",
+    [
+        (d, b, f, h)
+        for d in DEVICES
+        for b, f, h in [
+            ("reference", None, None),
+            ("auto", "fusedloss::pairwise_fwd", "fusedloss::pairwise_ohem_hist"),  # cpu / cuda
+            (d, "fusedloss::pairwise_fwd", "fusedloss::pairwise_ohem_hist"),
+        ]
+        + (
+            [("triton", "fusedloss::pairwise_fwd_triton", "fusedloss::pairwise_ohem_hist_triton")]
+            if triton_runs_on(d)
+            else []
+        )
+    ],
+)
+def test_pairwise_backend_runs_its_op(device, backend, fwd, hist):
+    # one fused forward per call; OHEM adds the radix select's histogram passes (at most 9: three
+    # 32-bit key words in 11/11/10-bit digits) before it, nothing else
+    x, y, sid = _pairwise_inputs(device)
+    x.requires_grad_()
+    for n, thunk in enumerate(_pairwise_calls(x, y, sid, backend)):
+        ops = pairwise_ops_called(thunk)
+        if fwd is None:
+            assert ops == []
+        elif n < 4:
+            assert ops == [fwd]
+        else:
+            assert ops[-1] == fwd and 1 <= len(ops) - 1 <= 9 and set(ops[:-1]) == {hist}, ops
+
+
+def test_pairwise_cuda_backend_not_available_for_cpu_tensors():
+    reasons = fusedloss.available_backends("cpu")["cuda"]
+    assert reasons
+    x, y, sid = _pairwise_inputs("cpu")
+    for thunk in _pairwise_calls(x, y, sid, "cuda"):
+        with pytest.raises(ValueError) as info:
+            thunk()
+        msg = str(info.value)
+        assert "cuda" in msg
+        for reason in reasons:
+            assert reason in msg, (reason, msg)
+
+
+@pytest.mark.parametrize("backend", ["fast", "CPU", "", "torch"])
+def test_pairwise_unknown_backend_name(backend):
+    x, y, sid = _pairwise_inputs("cpu")
+    for thunk in _pairwise_calls(x, y, sid, backend):
+        with pytest.raises(ValueError, match="backend"):
+            thunk()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_pairwise_auto_falls_back_when_weight_needs_grad(device):
+    x, y, sid = _pairwise_inputs(device, torch.float64)
+    w = torch.rand(37, dtype=torch.float64, device=device).requires_grad_()
+    for thunk in _pairwise_calls(x, y, sid, "auto", w):
+        assert pairwise_ops_called(thunk) == []
+    # ... but not when only the input needs grad, nor under no_grad
+    x.requires_grad_()
+    for thunk in _pairwise_calls(x, y, sid, "auto", w.detach()):
+        assert pairwise_ops_called(thunk)
+    with torch.no_grad():
+        for thunk in _pairwise_calls(x, y, sid, "auto", w):
+            assert pairwise_ops_called(thunk)
+
+
+def test_pairwise_import_makes_no_cuda_calls():
+    # as test_import_makes_no_cuda_calls, for the pairwise modules and their Triton kernels
+    calls = _python(
+        """
+        import json, traceback
+        import torch
+        calls = []
+        def wrap(name, orig):
+            def wrapper(*a, **k):
+                ours = [f for f in traceback.extract_stack()[:-1]
+                        if "/fusedloss/" in f.filename.replace("\\\\", "/")]
+                if ours:
+                    calls.append(f"torch.cuda.{name} from {ours[-1].filename}:{ours[-1].lineno}")
+                return orig(*a, **k)
+            return wrapper
+        for name in ("is_available", "device_count", "current_device", "get_device_properties",
+                     "get_device_capability", "get_device_name", "init", "_lazy_init", "synchronize",
+                     "is_initialized", "mem_get_info", "set_device", "get_arch_list", "current_stream"):
+            if hasattr(torch.cuda, name):
+                setattr(torch.cuda, name, wrap(name, getattr(torch.cuda, name)))
+        import fusedloss, fusedloss.ops.pairwise, fusedloss.functional.pairwise
+        import fusedloss.reference.pairwise, fusedloss.triton_kernels.pairwise
+        print(json.dumps(calls))
+        """,
+        CUDA_VISIBLE_DEVICES="",
+    )
+    assert calls == []
+
+
+def test_pairwise_runs_without_gpu_or_interpreter():
+    # No GPU, no interpreter: triton is refused with its reason, auto runs the C++ cpu backend and
+    # matches the reference.
+    out = _python(
+        """
+        import json, torch, fusedloss
+        from fusedloss.reference import pairwise as ref
+        x = torch.randn(33, dtype=torch.float64) * 3
+        y = torch.randint(0, 4, (33,)).double()
+        sid = torch.randint(0, 4, (33,))
+        try:
+            fusedloss.pairwise_logistic_loss(x, y, sid, backend="triton")
+            err = None
+        except ValueError as e:
+            err = str(e)
+        diff = (fusedloss.pairwise_focal_loss(x, y, sid, ohem_ratio=0.5)
+                - ref.pairwise_focal_loss_reference(x, y, sid, ohem_ratio=0.5)).abs().item()
+        reasons = fusedloss.available_backends("cpu")["triton"]
+        print(json.dumps({"err": err, "diff": diff, "reasons": reasons}))
+        """,
+        CUDA_VISIBLE_DEVICES="",
+        TRITON_INTERPRET=None,
+    )
+    assert out["err"] is not None and "triton" in out["err"]
+    assert out["reasons"] and all(r in out["err"] for r in out["reasons"])
+    assert out["diff"] < 1e-12

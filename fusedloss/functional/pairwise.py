@@ -7,6 +7,11 @@ higher-labelled item (``weight``: None, a number, or a [B] tensor); the temperat
 the scores before the difference. The loss is SBNZ over pairs, ``sum(v l) / #{v != 0}`` (0 with no
 pair), or with ``ohem_ratio < 1`` EasyRec's OHEM over the pairs' weighted losses (NaN when nothing
 survives). Backends other than ``reference`` never build a B x B tensor.
+
+OHEM on the fused backends ranks pairs by their weighted loss rounded to float32, then by
+row-major (i, j) position; for float64 input two losses closer than a float32 ulp count as a tie
+(the float64 reference ranks them in float64). Scores are differentiated; target, session_ids and
+weight are not (a weight that requires grad sends ``auto`` to the reference).
 """
 
 import torch

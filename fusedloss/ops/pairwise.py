@@ -8,7 +8,8 @@ its row-major (i, j) position, lower first: csrc/pairwise/pairwise_math.h). The 
 is found by a radix select: up to 9 histogram passes over the pairs, one 11/11/10-bit digit each,
 each pass restricted to the pairs matching the digits decided so far; the selection state lives on
 the device (no host sync) and passes after the decisive one return at once. A final pass then sums
-the loss and the gradient of the pairs with key >= K* and loss > 0.
+the loss and the gradient of the pairs with key >= K* and loss > 0. The key holds the loss rounded
+to float32 even for float64 input (a 64-bit loss word would need three more passes).
 """
 
 import numpy as np

@@ -7,7 +7,6 @@ row-major (i, j) order, which decides OHEM ties.
 """
 
 import torch
-import torch.nn.functional as F
 
 from fusedloss.reference.focal import binary_focal_loss_reference, ohem_mean_reference
 
@@ -34,6 +33,12 @@ def _pairs(input, target, session_ids, weight):
     return x, y, same, wmat
 
 
+def _softplus(z: torch.Tensor) -> torch.Tensor:
+    # F.softplus returns z itself above its threshold (20); logaddexp is exact and its autograd
+    # derivative is sigmoid(z) everywhere (a relu + log1p form gets 1 instead of 1/2 at z = 0).
+    return torch.logaddexp(z, torch.zeros_like(z))
+
+
 def _sbnz_or_ohem(loss, wmat, valid, ohem_ratio):
     """SBNZ(loss, W) over the valid pairs, or OHEM of W * loss."""
     l, v = loss[valid], wmat[valid]
@@ -50,7 +55,7 @@ def pairwise_loss_reference(input, target, session_ids=None, weight=None, temper
     s = x / temperature
     u = s[:, None] - s[None, :] - margin
     valid = (y[:, None] > y[None, :]) & same
-    return _sbnz_or_ohem(F.softplus(-u), wmat, valid, 1.0).to(input.dtype)
+    return _sbnz_or_ohem(_softplus(-u), wmat, valid, 1.0).to(input.dtype)
 
 
 def pairwise_logistic_loss_reference(input, target, session_ids=None, weight=None, temperature=1.0,
@@ -67,7 +72,7 @@ def pairwise_logistic_loss_reference(input, target, session_ids=None, weight=Non
     elif hinge_margin is not None:
         u = u - hinge_margin
     valid = (y[:, None] > y[None, :]) & same
-    return _sbnz_or_ohem(F.softplus(-u), wmat, valid, ohem_ratio).to(input.dtype)
+    return _sbnz_or_ohem(_softplus(-u), wmat, valid, ohem_ratio).to(input.dtype)
 
 
 def pairwise_focal_loss_reference(input, target, session_ids=None, weight=None, temperature=1.0,
