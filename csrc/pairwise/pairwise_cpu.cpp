@@ -54,33 +54,8 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/cpu_vector.h"
 #include "pairwise_math.h"
-
-// Vector math through glibc's libmvec: the same declarations and conditions as focal_cpu.cpp.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)) && !defined(FUSEDLOSS_NO_LIBMVEC)
-#define FL_PW_MULTIVERSION 1
-extern "C" {
-float expf(float) noexcept __attribute__((simd("notinbranch")));
-float logf(float) noexcept __attribute__((simd("notinbranch")));
-float log1pf(float) noexcept __attribute__((simd("notinbranch")));
-double exp(double) noexcept __attribute__((simd("notinbranch")));
-double log(double) noexcept __attribute__((simd("notinbranch")));
-double log1p(double) noexcept __attribute__((simd("notinbranch")));
-}
-#define FL_PW_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define FL_PW_TARGET_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
-#else
-#define FL_PW_MULTIVERSION 0
-#endif
-
-#if defined(__GNUC__)
-#define FL_PW_ALWAYS_INLINE __attribute__((always_inline)) inline
-#define FL_PW_NOINLINE __attribute__((noinline))
-#else
-#define FL_PW_ALWAYS_INLINE inline
-#define FL_PW_NOINLINE
-#endif
 
 #if defined(FUSEDLOSS_OPENMP_SIMD)
 #define FL_PW_SIMD_REDUCE _Pragma("omp simd reduction(+ : g, ls, c)")
@@ -133,7 +108,7 @@ using EvalFn = void (*)(const EvalIO<acc_t>&);
 // (kGamma, a focal::GammaKind). Runtime flags or gamma keep GCC 12 from vectorising the loop (the
 // invariant branches are if-converted into masks it cannot handle), hence one loop per combination.
 template <typename acc_t, int kKind, int kFlags, int kGamma>
-FL_PW_ALWAYS_INLINE Params<acc_t> specialise(const Params<acc_t>& rt) {
+FL_ALWAYS_INLINE Params<acc_t> specialise(const Params<acc_t>& rt) {
   Params<acc_t> p = rt;
   p.kind = kKind;
   p.flags = kFlags;
@@ -157,7 +132,7 @@ FL_PW_ALWAYS_INLINE Params<acc_t> specialise(const Params<acc_t>& rt) {
 // per lane (p's or q's as the higher item i) before one pair_eval, so both sides of a pair, and the
 // histogram and the final pass, get bit-identical losses, hence identical OHEM keys.
 template <typename acc_t, int kKind, int kFlags, int kGamma>
-FL_PW_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
+FL_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
   const Params<acc_t> prm = specialise<acc_t, kKind, kFlags, kGamma>(io.prm);
   const acc_t s_p = io.s_p, yt_p = io.yt_p, w_p = io.w_p;
   const acc_t* __restrict s = io.s;
@@ -208,14 +183,14 @@ FL_PW_EVAL_ATTRS void eval_base(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kKind, kFlags, kGamma>(io);
 }
 
-#if FL_PW_MULTIVERSION
+#if FL_CPU_MULTIVERSION
 template <typename acc_t, int kKind, int kFlags, int kGamma>
-FL_PW_EVAL_ATTRS FL_PW_TARGET_AVX2 void eval_avx2(const EvalIO<acc_t>& io) {
+FL_PW_EVAL_ATTRS FL_TARGET_AVX2 void eval_avx2(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kKind, kFlags, kGamma>(io);
 }
 
 template <typename acc_t, int kKind, int kFlags, int kGamma>
-FL_PW_EVAL_ATTRS FL_PW_TARGET_AVX512 void eval_avx512(const EvalIO<acc_t>& io) {
+FL_PW_EVAL_ATTRS FL_TARGET_AVX512 void eval_avx512(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kKind, kFlags, kGamma>(io);
 }
 #endif
@@ -226,49 +201,22 @@ FL_PW_EVAL_ATTRS_HINGE_EXP void eval_hexp_base(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kHinge, kFlags, 0>(io);
 }
 
-#if FL_PW_MULTIVERSION
+#if FL_CPU_MULTIVERSION
 template <typename acc_t, int kFlags>
-FL_PW_EVAL_ATTRS_HINGE_EXP FL_PW_TARGET_AVX2 void eval_hexp_avx2(const EvalIO<acc_t>& io) {
+FL_PW_EVAL_ATTRS_HINGE_EXP FL_TARGET_AVX2 void eval_hexp_avx2(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kHinge, kFlags, 0>(io);
 }
 
 template <typename acc_t, int kFlags>
-FL_PW_EVAL_ATTRS_HINGE_EXP FL_PW_TARGET_AVX512 void eval_hexp_avx512(const EvalIO<acc_t>& io) {
+FL_PW_EVAL_ATTRS_HINGE_EXP FL_TARGET_AVX512 void eval_hexp_avx512(const EvalIO<acc_t>& io) {
   eval_body<acc_t, kHinge, kFlags, 0>(io);
 }
 #endif
-
-enum class Isa : int { kBase = 0, kAvx2 = 1, kAvx512 = 2 };
-
-// The widest variant this CPU runs; FUSEDLOSS_CPU_ISA=base|avx2 lowers it (as in focal_cpu.cpp).
-// The OHEM passes of one selection must all run with the same variant (they do within a process).
-Isa cpu_isa() {
-#if FL_PW_MULTIVERSION
-  static const Isa hw = [] {
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-    return avx512 ? Isa::kAvx512 : (avx2 ? Isa::kAvx2 : Isa::kBase);
-  }();
-  Isa want = hw;
-  if (const char* env = std::getenv("FUSEDLOSS_CPU_ISA")) {
-    if (std::strcmp(env, "base") == 0) {
-      want = Isa::kBase;
-    } else if (std::strcmp(env, "avx2") == 0) {
-      want = Isa::kAvx2;
-    }
-  }
-  return static_cast<int>(want) < static_cast<int>(hw) ? want : hw;
-#else
-  return Isa::kBase;
-#endif
-}
 
 template <typename acc_t, int kKind, int kFlags, int kGamma>
 EvalFn<acc_t> pick_isa(Isa isa) {
   constexpr bool kHexp = kKind == kHinge && (kFlags & kUseExponent) != 0;
-#if FL_PW_MULTIVERSION
+#if FL_CPU_MULTIVERSION
   if (isa == Isa::kAvx512) {
     return kHexp ? &eval_hexp_avx512<acc_t, kFlags> : &eval_avx512<acc_t, kKind, kFlags, kGamma>;
   }
@@ -417,7 +365,7 @@ void chunk_run(const ChunkIO<acc_t>& io) {
 // equal transformed values (a vector body and its scalar epilogue can differ in the last bit of
 // the hinge's sigmoid, which would make pairs of equal labels valid).
 template <typename acc_t>
-FL_PW_NOINLINE acc_t transform_label_scalar(acc_t y, const Params<acc_t>& prm) {
+FL_NOINLINE acc_t transform_label_scalar(acc_t y, const Params<acc_t>& prm) {
   return transform_label<acc_t>(y, prm);
 }
 

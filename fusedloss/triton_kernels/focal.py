@@ -20,11 +20,33 @@ GAMMA_ZERO, GAMMA_ONE, GAMMA_TWO, GAMMA_ANY = 0, 1, 2, 3
 
 
 @triton.jit
-def _log1p_unit(u):
+def log1p_unit(u):
     # log1p for u in [0, 1] from core ops: log(1 + u) * u / ((1 + u) - 1) cancels the rounding of 1 + u.
     w = 1.0 + u
     d = w - 1.0
     return tl.where(d == 0.0, u, tl.log(w) * (u / tl.where(d == 0.0, 1.0, d)))
+
+
+@triton.jit
+def modulating_factor(q, dq, gamma, GAMMA_KIND: tl.constexpr):
+    """(m, dm/dx) for m = q^gamma and dq = dq/dx (focal_math.h's modulating_pow); GAMMA_KIND:
+    0: gamma = 0, 1: gamma = 1, 2: gamma = 2, 3: any other gamma."""
+    if GAMMA_KIND == 0:
+        m = tl.zeros_like(q) + 1.0
+        dm = tl.zeros_like(q)
+    elif GAMMA_KIND == 1:
+        m = q
+        dm = dq
+    elif GAMMA_KIND == 2:
+        m = q * q
+        dm = 2.0 * q * dq
+    else:
+        pos = q > 0.0
+        lq = tl.log2(tl.where(pos, q, 1.0))
+        m = tl.where(pos, tl.exp2(gamma * lq), 0.0)
+        # q == 0 only where p * pm == 0, so dq == 0 there and the limit of dm is 0.
+        dm = tl.where(pos, gamma * tl.exp2((gamma - 1.0) * lq), 0.0) * dq
+    return m, dm
 
 
 @triton.jit
@@ -61,7 +83,7 @@ def _binary_focal_fwd_kernel(
         z = t * (1.0 - smoothing) + 0.5 * smoothing
     else:
         z = t
-    l1p = _log1p_unit(e)
+    l1p = log1p_unit(e)
     if HAS_POS_WEIGHT:
         pw = tl.load(PW + (offs // pw_div) % pw_mod, mask=mask, other=1.0).to(x.dtype)
         lw = 1.0 + (pw - 1.0) * z
@@ -87,21 +109,7 @@ def _binary_focal_fwd_kernel(
             gate = tl.full(x.shape, 1.0, x.dtype)
         q = pq * (1.0 - t) + pmq * t                 # 1 - p_t
         dq = gate * (1.0 - 2.0 * t) * p * pm         # d q / d x
-        if GAMMA_KIND == 0:
-            m = tl.full(x.shape, 1.0, x.dtype)
-            dm = tl.zeros(x.shape, x.dtype)
-        elif GAMMA_KIND == 1:
-            m = q
-            dm = dq
-        elif GAMMA_KIND == 2:
-            m = q * q
-            dm = 2.0 * q * dq
-        else:
-            pos = q > 0.0
-            lq = tl.log2(tl.where(pos, q, 1.0))
-            m = tl.where(pos, tl.exp2(gamma * lq), 0.0)
-            # q == 0 only where p * pm == 0, so dq == 0 there and the limit of dm is 0.
-            dm = tl.where(pos, gamma * tl.exp2((gamma - 1.0) * lq), 0.0) * dq
+        m, dm = modulating_factor(q, dq, gamma, GAMMA_KIND)
 
     if HAS_ALPHA:
         a = alpha * t + (1.0 - alpha) * (1.0 - t)

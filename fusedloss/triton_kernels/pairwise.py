@@ -31,6 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fusedloss.triton_kernels.focal import log1p_unit, modulating_factor
+
 KIND_PAIR_WISE, KIND_LOGISTIC, KIND_FOCAL, KIND_HINGE = 0, 1, 2, 3
 FLAG_HAS_HINGE_MARGIN, FLAG_USE_LABEL_MARGIN, FLAG_LABEL_IS_LOGITS, FLAG_USE_EXPONENT = 1, 2, 4, 8
 MODE_SBNZ, MODE_SELECT, MODE_HIST = 0, 1, 2
@@ -44,14 +46,6 @@ def _sigmoid_of(x):
     e = tl.exp(-tl.abs(x))
     inv = 1.0 / (1.0 + e)
     return tl.where(x >= 0, inv, e * inv)
-
-
-@triton.jit
-def _log1p_unit(u):
-    # log1p for u in [0, 1] from core ops: log(1 + u) * u / ((1 + u) - 1) cancels the rounding of 1 + u.
-    w = 1.0 + u
-    d = w - 1.0
-    return tl.where(d == 0.0, u, tl.log(w) * (u / tl.where(d == 0.0, 1.0, d)))
 
 
 @triton.jit
@@ -135,7 +129,7 @@ def _pair_eval(s_i, s_j, yt_i, yt_j, w_i, ds_i_item, ds_j_item, inv_t, margin, h
         inv = 1.0 / (1.0 + e)
         p = tl.where(u >= 0, inv, e * inv)
         pm = tl.where(u >= 0, e * inv, inv)
-        ce = tl.where(u > 0, u, 0.0) - u + _log1p_unit(e)      # max(u, 0) - u * 1 + log1p(e)
+        ce = tl.where(u > 0, u, 0.0) - u + log1p_unit(e)      # max(u, 0) - u * 1 + log1p(e)
         dce = p - 1.0                                          # p - z
         if KIND == 2:
             lo: tl.constexpr = 1e-7
@@ -145,20 +139,7 @@ def _pair_eval(s_i, s_j, yt_i, yt_j, w_i, ds_i_item, ds_j_item, inv_t, margin, h
             # dq/du = gate (1 - 2t) p pm; the clip blocks it where it is active.
             gate = (p > lo) & (p < hi)
             dq = tl.where(gate, -p * pm, 0.0)
-            if GAMMA_KIND == 0:
-                m = tl.zeros_like(q) + 1.0
-                dm = tl.zeros_like(q)
-            elif GAMMA_KIND == 1:
-                m = q
-                dm = dq
-            elif GAMMA_KIND == 2:
-                m = q * q
-                dm = 2.0 * q * dq
-            else:
-                qpos = q > 0.0
-                lq = tl.log(tl.where(qpos, q, 1.0))
-                m = tl.where(qpos, tl.exp(gamma * lq), 0.0)
-                dm = tl.where(qpos, gamma * tl.exp((gamma - 1.0) * lq), 0.0) * dq
+            m, dm = modulating_factor(q, dq, gamma, GAMMA_KIND)
             wa = w_i * alpha_factor
             v = wa * m
             loss = v * ce
