@@ -23,6 +23,7 @@
 #include <tuple>
 
 #include "../common/checks.h"
+#include "focal_checks.h"
 #include "focal_cuda.h"
 #include "focal_math.h"
 
@@ -69,22 +70,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_focal_fwd_cuda(
     double label_smoothing, int64_t reduction, at::IntArrayRef weight_layout,
     at::IntArrayRef pos_weight_layout, bool compute_grad) {
   CHECK_CUDA(input);
-  CHECK_DEVICE(target, input.device());
-  CHECK_DTYPE_IN(input, at::kFloat, at::kDouble, at::kHalf, at::kBFloat16);
-  CHECK_DTYPE_IN(target, at::kFloat, at::kDouble, at::kHalf, at::kBFloat16, at::kByte, at::kChar,
-                 at::kShort, at::kInt, at::kLong, at::kBool);
-  CHECK_SAME_SHAPE(target, input);
-  CHECK_ARG(mode >= kBCE && mode <= kEasyRec, "mode must be 0 (BCE), 1 (torchvision) or 2 (EasyRec), got ",
-            mode);
-  CHECK_ARG(reduction >= kNone && reduction <= kSBNZ,
-            "reduction must be 0 (none), 1 (sum), 2 (mean) or 3 (SBNZ), got ", reduction);
-  CHECK_ARG(gamma >= 0.0 && std::isfinite(gamma), "gamma must be finite and >= 0, got ", gamma);
-  CHECK_ARG(label_smoothing >= 0.0 && label_smoothing <= 1.0, "label_smoothing must be in [0, 1], got ",
-            label_smoothing);
-  CHECK_ARG(!std::isnan(alpha), "alpha must not be NaN");
+  const auto [w, pw] = check_binary_focal_args(input, target, weight, pos_weight, mode, alpha, gamma,
+                                               label_smoothing, reduction, weight_layout,
+                                               pos_weight_layout);
   const at::ScalarType acc = opmath_dtype(input.scalar_type());
-  const at::Tensor w = check_broadcast_table(weight, weight_layout, input, acc, "weight");
-  const at::Tensor pw = check_broadcast_table(pos_weight, pos_weight_layout, input, acc, "pos_weight");
 
   const c10::cuda::CUDAGuard device_guard(input.device());
   const at::Tensor x = input.contiguous();

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "pairwise_checks.h"
 #include "../common/cpu_vector.h"
 #include "pairwise_math.h"
 
@@ -518,34 +519,7 @@ void check_inputs(const at::Tensor& scores, const at::Tensor& labels, const std:
                   const at::Tensor& order, const at::Tensor& seg_lo, const at::Tensor& seg_hi, int64_t kind,
                   int64_t flags, double temperature, double gamma, double alpha) {
   CHECK_CPU(scores);
-  CHECK_DTYPE_IN(scores, at::kFloat, at::kDouble);
-  CHECK_ARG(scores.dim() == 1, "scores must be 1-D, got shape ", scores.sizes());
-  CHECK_CONTIGUOUS(scores);
-  const int64_t n = scores.numel();
-  for (const at::Tensor* t : {&labels, &order, &seg_lo, &seg_hi}) {
-    TORCH_CHECK(t->device() == scores.device(), "labels/order/seg_lo/seg_hi must be on ", scores.device(),
-                ", got ", t->device());
-    TORCH_CHECK(t->dim() == 1 && t->numel() == n && t->is_contiguous(),
-                "labels/order/seg_lo/seg_hi must be contiguous 1-D of size ", n, ", got ", t->sizes());
-  }
-  CHECK_DTYPE(labels, scores.scalar_type());
-  CHECK_DTYPE(order, at::kLong);
-  CHECK_DTYPE(seg_lo, at::kLong);
-  CHECK_DTYPE(seg_hi, at::kLong);
-  if (weight.has_value() && weight->defined()) {
-    const at::Tensor& w = *weight;
-    CHECK_DEVICE(w, scores.device());
-    CHECK_DTYPE(w, scores.scalar_type());
-    CHECK_CONTIGUOUS(w);
-    CHECK_ARG(w.numel() == n || w.numel() == 1, "weight must have numel ", n, " or 1, got ", w.numel());
-  }
-  CHECK_ARG(kind >= kPairWise && kind <= kHinge, "kind must be 0 (pair_wise), 1 (logistic), 2 (focal) or 3 "
-            "(hinge), got ", kind);
-  CHECK_ARG(flags >= 0 && flags <= 15, "flags must be in [0, 15], got ", flags);
-  CHECK_ARG(temperature > 0.0 && std::isfinite(temperature), "temperature must be finite and > 0, got ",
-            temperature);
-  CHECK_ARG(gamma >= 0.0 && std::isfinite(gamma), "gamma must be finite and >= 0, got ", gamma);
-  CHECK_ARG(!std::isnan(alpha), "alpha must not be NaN");
+  check_pairwise_args(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, gamma, alpha);
 }
 
 at::Tensor defined_or_empty(const std::optional<at::Tensor>& t) {
