@@ -10,6 +10,7 @@ import math
 import torch
 
 from fusedloss.ops import _library  # noqa: F401
+from fusedloss.ops._autograd import register_fused_op
 
 MODES = {"bce": 0, "torchvision": 1, "easyrec": 2}
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2, "sbnz": 3}
@@ -88,36 +89,8 @@ def _triton_impl(input, target, weight, pos_weight, mode, alpha, gamma, label_sm
     return loss, grad, scale
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.reduction = inputs[8]
-    # grad and scale are not differentiable: a double backward then raises instead of silently
-    # returning a zero second derivative.
-    ctx.mark_non_differentiable(output[1], output[2])
-    if ctx.needs_input_grad[0]:
-        if not inputs[11]:
-            raise RuntimeError("fusedloss::binary_focal_fwd was called with compute_grad=False on "
-                               "an input that requires grad")
-        _, grad, scale = output
-        ctx.save_for_backward(grad, scale)
-
-
-def _backward(ctx, grad_loss, _grad_grad, _grad_scale):
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 12
-    grad, scale = ctx.saved_tensors
-    if ctx.reduction == REDUCTIONS["none"]:
-        grad_input = grad * grad_loss
-    elif grad.dtype == torch.float16:
-        # 1/N can be subnormal in fp16: scale in fp32, round once.
-        grad_input = (grad.float() * (grad_loss.float() * scale)).to(grad.dtype)
-    else:
-        grad_input = grad * (grad_loss.to(scale.dtype) * scale)
-    return (grad_input,) + (None,) * 11
-
-
-for _name in ("fusedloss::binary_focal_fwd", "fusedloss::binary_focal_fwd_triton"):
-    torch.library.register_fake(_name, _fake)
-    torch.library.register_autograd(_name, _backward, setup_context=_setup_context)
+register_fused_op(("fusedloss::binary_focal_fwd", "fusedloss::binary_focal_fwd_triton"), _fake,
+                  n_args=12, compute_grad_arg=11, reduction_arg=8)
 torch.library.register_kernel("fusedloss::binary_focal_fwd_triton", ("cpu", "cuda"), _triton_impl)
 
 

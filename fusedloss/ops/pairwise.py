@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from fusedloss.ops import _library  # noqa: F401
+from fusedloss.ops._autograd import register_fused_op
 
 KINDS = {"pair_wise": 0, "logistic": 1, "focal": 2, "hinge": 3}
 HAS_HINGE_MARGIN, USE_LABEL_MARGIN, LABEL_IS_LOGITS, USE_EXPONENT = 1, 2, 4, 8
@@ -57,25 +58,8 @@ def _triton_hist(*args):
     return pairwise_ohem_hist_triton(*args)
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.mark_non_differentiable(output[1], output[2])
-    if ctx.needs_input_grad[0]:
-        if not inputs[14]:
-            raise RuntimeError("fusedloss::pairwise_fwd was called with compute_grad=False on "
-                               "scores that require grad")
-        ctx.save_for_backward(output[1], output[2])
-
-
-def _backward(ctx, grad_loss, _grad_grad, _grad_scale):
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 15
-    grad, scale = ctx.saved_tensors
-    return (grad * (grad_loss * scale),) + (None,) * 14
-
-
-for _name in ("fusedloss::pairwise_fwd", "fusedloss::pairwise_fwd_triton"):
-    torch.library.register_fake(_name, _fake_fwd)
-    torch.library.register_autograd(_name, _backward, setup_context=_setup_context)
+register_fused_op(("fusedloss::pairwise_fwd", "fusedloss::pairwise_fwd_triton"), _fake_fwd,
+                  n_args=15, compute_grad_arg=14)
 for _name in ("fusedloss::pairwise_ohem_hist", "fusedloss::pairwise_ohem_hist_triton"):
     torch.library.register_fake(_name, _fake_hist)
 torch.library.register_kernel("fusedloss::pairwise_fwd_triton", ("cpu", "cuda"), _triton_fwd)
