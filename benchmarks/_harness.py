@@ -140,6 +140,55 @@ class Target:
     at_least: float
 
 
+class Shape(int):
+    """[B, C] as an int: B x C elements, what the harness multiplies, sorts and plots sizes by.
+
+    For families on [B, C] logits (bench_multilabel, bench_softmax). Formatted (tables, progress
+    lines) as ``BxC``; ``str()`` (the CSV's ``x_value``) stays the element count, matching the CSV's
+    ``x_label`` "elements" (a family's config maps it back to B x C, so keep the counts distinct).
+    """
+
+    def __new__(cls, b: int, c: int):
+        self = super().__new__(cls, b * c)
+        self.b, self.c = b, c
+        return self
+
+    def __format__(self, spec: str) -> str:
+        try:
+            return format(f"{self.b}x{self.c}", spec)
+        except ValueError:  # a numeric format spec
+            return int.__format__(self, spec)
+
+    __str__ = int.__repr__
+
+
+FUSED_BACKENDS = ("cpu", "triton", "cuda")
+
+
+def fused_providers(device: torch.device, op: str, backends: Sequence[str] = FUSED_BACKENDS):
+    """(providers, skipped) for the fusedloss backends that run ``fusedloss::op`` on ``device``.
+
+    Providers are named ``fusedloss_<backend>``; ``skipped`` maps the others to why. Triton is
+    never benchmarked on CPU tensors (that is the interpreter).
+    """
+    try:
+        from fusedloss.ops._backends import not_supported_reasons
+    except Exception as exc:  # reported in the output; the eager rows still run
+        return [], {f"fusedloss_{b}": f"import fusedloss failed: {type(exc).__name__}: {exc}"
+                    for b in backends}
+    providers, skipped = [], {}
+    for b in backends:
+        name = f"fusedloss_{b}"
+        reasons = not_supported_reasons(b, device, op)
+        if b == "triton" and device.type != "cuda":
+            skipped[name] = "Triton runs on CPU tensors only in the interpreter; never benchmarked"
+        elif reasons:
+            skipped[name] = "; ".join(reasons)
+        else:
+            providers.append(name)
+    return providers, skipped
+
+
 # --------------------------------------------------------------------------------------------
 # Environment
 

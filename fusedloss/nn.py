@@ -155,3 +155,63 @@ class PairwiseHingeLoss(_PairwiseBase):
         super().__init__(backend, temperature=temperature, margin=margin,
                          use_label_margin=use_label_margin, label_is_logits=label_is_logits,
                          use_exponent=use_exponent, ohem_ratio=ohem_ratio)
+
+
+class MultilabelCategoricalCrossEntropyLoss(torch.nn.Module):
+    """Su's multilabel cross-entropy ``log(1 + sum_neg e^s) + log(1 + sum_pos e^-s)`` per row
+    (see ``F.multilabel_categorical_crossentropy``).
+
+    Shape: input (*, C) logits, target (*, C) 0/1 or soft labels; output () or (*) for "none".
+
+    Example:
+        >>> loss = MultilabelCategoricalCrossEntropyLoss()
+        >>> loss(torch.randn(8, 100), torch.randint(0, 2, (8, 100)))
+    """
+
+    def __init__(self, reduction="mean", backend="auto"):
+        super().__init__()
+        self.reduction, self.backend = reduction, backend
+
+    def forward(self, input, target):
+        return F.multilabel_categorical_crossentropy(input, target, self.reduction,
+                                                     backend=self.backend)
+
+
+class SparseMultilabelCategoricalCrossEntropyLoss(torch.nn.Module):
+    """The multilabel cross-entropy with positives as class indices
+    (see ``F.sparse_multilabel_categorical_crossentropy``).
+
+    Shape: input (*, C) logits, positive_index (*, K) integer in [0, C); output () or (*) for "none".
+
+    Example:
+        >>> loss = SparseMultilabelCategoricalCrossEntropyLoss(mask_zero=True)
+        >>> loss(torch.randn(8, 100), torch.randint(0, 100, (8, 5)))
+    """
+
+    def __init__(self, mask_zero=False, reduction="mean", backend="auto"):
+        super().__init__()
+        self.mask_zero, self.reduction, self.backend = mask_zero, reduction, backend
+
+    def forward(self, input, positive_index):
+        return F.sparse_multilabel_categorical_crossentropy(
+            input, positive_index, self.mask_zero, self.reduction, backend=self.backend)
+
+
+class MultilabelFocalLoss(torch.nn.Module):
+    """Per-label sigmoid focal loss averaged over labels (see ``F.multilabel_focal_loss``).
+
+    Shape: input (*, C), target (*, C); output () or (*) for "none".
+
+    Example:
+        >>> loss = MultilabelFocalLoss(alpha=0.25, gamma=2.0)
+        >>> loss(torch.randn(8, 20), torch.randint(0, 2, (8, 20)).float())
+    """
+
+    def __init__(self, alpha=0.25, gamma=2.0, reduction="mean", backend="auto"):
+        super().__init__()
+        self.alpha, self.gamma, self.reduction, self.backend = alpha, gamma, reduction, backend
+
+    def forward(self, input, target):
+        return F.multilabel_focal_loss(input, target, self.alpha, self.gamma, self.reduction,
+                                       backend=self.backend)
+

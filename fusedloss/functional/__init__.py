@@ -6,6 +6,11 @@ from fusedloss.functional.focal import (
     ohem_mean,
     sigmoid_focal_loss,
 )
+from fusedloss.functional.multilabel import (
+    multilabel_categorical_crossentropy,
+    multilabel_focal_loss,
+    sparse_multilabel_categorical_crossentropy,
+)
 from fusedloss.functional.pairwise import (
     pairwise_focal_loss,
     pairwise_hinge_loss,
@@ -16,10 +21,13 @@ from fusedloss.functional.pairwise import (
 __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
+    "multilabel_categorical_crossentropy",
+    "multilabel_focal_loss",
     "ohem_mean",
     "pairwise_focal_loss",
     "pairwise_hinge_loss",
     "pairwise_logistic_loss",
     "pairwise_loss",
     "sigmoid_focal_loss",
+    "sparse_multilabel_categorical_crossentropy",
 ]

@@ -46,3 +46,22 @@ LIB.define(f"pairwise_fwd({PAIRWISE_ARGS}, Tensor? select, bool compute_grad) ->
 LIB.define(f"pairwise_fwd_triton({PAIRWISE_ARGS}, Tensor? select, bool compute_grad) -> (Tensor, Tensor, Tensor)")
 LIB.define(f"pairwise_ohem_hist({PAIRWISE_ARGS}, Tensor state, int digit) -> Tensor")
 LIB.define(f"pairwise_ohem_hist_triton({PAIRWISE_ARGS}, Tensor state, int digit) -> Tensor")
+
+# Multilabel categorical cross-entropy (Su's log-sum-exp form, spec 10; math in
+# csrc/multilabel/multilabel_math.h). input [N, C] (rows: the classes of one example);
+# reduction: 0 none, 1 sum, 2 mean (over rows).
+#   multilabel_ce_fwd: target [N, C], float (soft labels in [0, 1]) or integer/bool 0/1.
+#   sparse_multilabel_ce_fwd: positive_index [N, K] int64, each row sorted ascending, values in
+#     [0, C); mask_zero: index 0 is padding and class 0 is in neither sum.
+# Returns (loss, grad, scale): loss [N] for reduction 0, else 0-d, in the input's dtype; grad [N, C]
+# = d(sum of row losses)/d input, unscaled (empty without compute_grad); scale 0-d (1 for none and
+# sum, 1/N for mean, 0 when N = 0) in the accumulation dtype.
+LIB.define("multilabel_ce_fwd(Tensor input, Tensor target, int reduction, bool compute_grad) "
+           "-> (Tensor, Tensor, Tensor)")
+LIB.define("multilabel_ce_fwd_triton(Tensor input, Tensor target, int reduction, bool compute_grad) "
+           "-> (Tensor, Tensor, Tensor)")
+SPARSE_MLCE_SCHEMA = ("(Tensor input, Tensor positive_index, bool mask_zero, int reduction, "
+                      "bool compute_grad) -> (Tensor, Tensor, Tensor)")
+LIB.define("sparse_multilabel_ce_fwd" + SPARSE_MLCE_SCHEMA)
+LIB.define("sparse_multilabel_ce_fwd_triton" + SPARSE_MLCE_SCHEMA)
+

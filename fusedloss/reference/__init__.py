@@ -6,6 +6,13 @@ from .focal import (
     ohem_mean_reference,
     sigmoid_focal_loss_reference,
 )
+from .multilabel import (
+    multilabel_categorical_crossentropy_bert4keras,
+    multilabel_categorical_crossentropy_reference,
+    multilabel_focal_loss_reference,
+    sparse_multilabel_categorical_crossentropy_bert4keras,
+    sparse_multilabel_categorical_crossentropy_reference,
+)
 from .pairwise import (
     pairwise_focal_loss_reference,
     pairwise_hinge_loss_reference,
@@ -16,10 +23,15 @@ from .pairwise import (
 __all__ = [
     "binary_cross_entropy_with_logits_reference",
     "binary_focal_loss_reference",
+    "multilabel_categorical_crossentropy_bert4keras",
+    "multilabel_categorical_crossentropy_reference",
+    "multilabel_focal_loss_reference",
     "ohem_mean_reference",
     "pairwise_focal_loss_reference",
     "pairwise_hinge_loss_reference",
     "pairwise_logistic_loss_reference",
     "pairwise_loss_reference",
     "sigmoid_focal_loss_reference",
+    "sparse_multilabel_categorical_crossentropy_bert4keras",
+    "sparse_multilabel_categorical_crossentropy_reference",
 ]
