@@ -68,13 +68,19 @@ def get_extensions():
         cxx += ["-Wall"] + ([] if use_cuda else ["-Werror"])
         cxx += [
             # The CPU kernel's loop vectorises through libmvec: no errno from libm calls, no FP traps, and
-            # `omp simd reduction` (no OpenMP runtime) to allow reassociating its float sums.
+            # `omp simd reduction` to allow reassociating its float sums.
             "-fno-math-errno",
             "-fno-trapping-math",  # lets it if-convert the selects of focal_math.h (no FP traps used)
             "-fopenmp-simd",
             "-DFUSEDLOSS_OPENMP_SIMD",
             "-fdiagnostics-color=always",
         ]
+    # at::parallel_for is an inline `#pragma omp parallel` in ATen's headers: without -fopenmp every
+    # CPU kernel silently runs on one thread. The link resolves libgomp.so.1 to the copy torch has
+    # already loaded (same soname), so there is one OpenMP runtime in the process.
+    use_openmp = is_gcc_like and torch.backends.openmp.is_available()
+    if use_openmp:
+        cxx.append("-fopenmp")
     if not use_libmvec:
         cxx.append("-DFUSEDLOSS_NO_LIBMVEC")
     libraries = ["mvec"] if use_libmvec else []
@@ -82,7 +88,7 @@ def get_extensions():
     sources = ["csrc/module.cpp"] + _sources("csrc/**/*_cpu.cpp")
     kwargs = dict(
         extra_compile_args={"cxx": cxx},
-        extra_link_args=["-O0", "-g"] if debug else [],
+        extra_link_args=(["-O0", "-g"] if debug else []) + (["-fopenmp"] if use_openmp else []),
         libraries=libraries,
         py_limited_api=True,
     )

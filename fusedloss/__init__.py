@@ -9,6 +9,7 @@ from fusedloss import nn, reference
 from fusedloss.functional import (
     binary_cross_entropy_with_logits,
     binary_focal_loss,
+    cross_entropy,
     multilabel_categorical_crossentropy,
     multilabel_focal_loss,
     pairwise_focal_loss,
@@ -16,17 +17,20 @@ from fusedloss.functional import (
     pairwise_logistic_loss,
     pairwise_loss,
     sigmoid_focal_loss,
+    softmax_focal_loss,
     sparse_multilabel_categorical_crossentropy,
 )
 from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
 from fusedloss.ops import multilabel as _multilabel_ops  # noqa: F401
 from fusedloss.ops import pairwise as _pairwise_ops  # noqa: F401
+from fusedloss.ops import softmax as _softmax_ops  # noqa: F401
 from fusedloss.ops._backends import available_backends
 
 __all__ = [
     "available_backends",
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
+    "cross_entropy",
     "multilabel_categorical_crossentropy",
     "multilabel_focal_loss",
     "nn",
@@ -36,6 +40,7 @@ __all__ = [
     "pairwise_loss",
     "reference",
     "sigmoid_focal_loss",
+    "softmax_focal_loss",
     "sparse_multilabel_categorical_crossentropy",
 ]
 __version__ = "0.1.0"

@@ -215,3 +215,54 @@ class MultilabelFocalLoss(torch.nn.Module):
         return F.multilabel_focal_loss(input, target, self.alpha, self.gamma, self.reduction,
                                        backend=self.backend)
 
+
+class CrossEntropyLoss(torch.nn.Module):
+    """``torch.nn.CrossEntropyLoss`` with the same constructor, fused, plus ``z_loss``
+    (see ``F.cross_entropy``).
+
+    Shape: input (C), (N, C) or (N, C, d...); target (), (N) or (N, d...) class indices, or
+    probabilities shaped like input; output () or the target's shape for "none".
+
+    Example:
+        >>> loss = CrossEntropyLoss(label_smoothing=0.1, z_loss=1e-4)
+        >>> loss(torch.randn(8, 1000), torch.randint(0, 1000, (8,)))
+    """
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, backend="auto"):
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.reduction = ignore_index, reduction
+        self.label_smoothing, self.z_loss, self.backend = label_smoothing, z_loss, backend
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing,
+                               z_loss=self.z_loss, backend=self.backend)
+
+
+class SoftmaxFocalLoss(torch.nn.Module):
+    """Multiclass focal loss ``-sum_c q_c a_c (1 - p_c)^gamma log p_c`` (see ``F.softmax_focal_loss``).
+
+    Shape: input (C), (N, C) or (N, C, d...); target class indices; output () or the target's shape.
+
+    Example:
+        >>> loss = SoftmaxFocalLoss(gamma=2.0, alpha=torch.full((10,), 0.25))
+        >>> loss(torch.randn(8, 10), torch.randint(0, 10, (8,)))
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, ignore_index=-100, label_smoothing=0.0,
+                 reduction="mean", backend="auto"):
+        super().__init__()
+        if isinstance(alpha, torch.Tensor):
+            self.register_buffer("alpha", alpha)
+        else:
+            self.alpha = alpha
+        self.gamma, self.ignore_index, self.reduction = gamma, ignore_index, reduction
+        self.label_smoothing, self.backend = label_smoothing, backend
+
+    def forward(self, input, target):
+        return F.softmax_focal_loss(input, target, self.gamma, self.alpha, self.ignore_index,
+                                    self.label_smoothing, self.reduction, backend=self.backend)

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -203,3 +204,22 @@ def lowp_bound(ours, ref_same, ref64, dtype, factor=2.0):
     err = float((ours64 - truth).abs().max())
     ref_err = float((same64 - truth).abs().max())
     assert err <= 2 * ref_err + atol, f"max error {err:.3g} > 2 * torch's {ref_err:.3g} + {atol:.3g}"
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records the schema name of every op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+def fusedloss_ops_called(thunk) -> list[str]:
+    """The ``fusedloss::`` ops that ``thunk()`` dispatches, in order."""
+    with OpRecorder() as rec:
+        thunk()
+    return [op for op in rec.ops if op.startswith("fusedloss::")]

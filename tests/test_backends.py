@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEVICES, INTERPRET, NEEDS_CUDA, make_inputs, make_weight, triton_runs_on
-from torch.utils._python_dispatch import TorchDispatchMode
+from conftest import (
+    DEVICES,
+    INTERPRET,
+    NEEDS_CUDA,
+    fusedloss_ops_called,
+    make_inputs,
+    make_weight,
+    triton_runs_on,
+)
 
 import fusedloss
 
@@ -19,22 +26,8 @@ NAMES = {"reference", "triton", "cuda", "cpu"}
 FUSED_OPS = {"fusedloss::binary_focal_fwd", "fusedloss::binary_focal_fwd_triton"}
 
 
-class OpRecorder(TorchDispatchMode):
-    """Records the schema name of every op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func._schema.name)
-        return func(*args, **(kwargs or {}))
-
-
 def fused_ops_called(thunk):
-    with OpRecorder() as rec:
-        thunk()
-    return [op for op in rec.ops if op in FUSED_OPS]
+    return [op for op in fusedloss_ops_called(thunk) if op in FUSED_OPS]
 
 
 def _calls(x, t, backend):
@@ -277,9 +270,7 @@ PAIRWISE_OPS = {
 
 
 def pairwise_ops_called(thunk):
-    with OpRecorder() as rec:
-        thunk()
-    return [op for op in rec.ops if op in PAIRWISE_OPS]
+    return [op for op in fusedloss_ops_called(thunk) if op in PAIRWISE_OPS]
 
 
 def _pairwise_calls(x, y, sid, backend, weight=None):

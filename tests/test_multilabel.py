@@ -45,12 +45,12 @@ from conftest import (
     backends_for,
     canary,
     fused_backends_for,
+    fusedloss_ops_called,
     lowp_bound,
     make_logits,
     make_target,
     triton_runs_on,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedloss
 from fusedloss import nn as fl_nn
@@ -990,20 +990,8 @@ def test_modules_match_reference(device, backend):
     )
 
 
-class _OpRecorder(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(func._schema.name)
-        return func(*args, **(kwargs or {}))
-
-
 def _fused_ops(thunk):
-    with _OpRecorder() as rec:
-        thunk()
-    return {op for op in rec.ops if op.startswith("fusedloss::")}
+    return set(fusedloss_ops_called(thunk))
 
 
 @pytest.mark.parametrize("device, backend", ALL + [(d, "auto") for d in DEVICES])

@@ -16,6 +16,7 @@
 namespace fusedloss {
 #if !defined(__CUDACC__)
 using std::exp;
+using std::expm1;
 using std::fabs;
 using std::log;
 using std::log1p;

@@ -11,6 +11,7 @@ from fusedloss.functional.multilabel import (
     multilabel_focal_loss,
     sparse_multilabel_categorical_crossentropy,
 )
+from fusedloss.functional.softmax import cross_entropy, softmax_focal_loss
 from fusedloss.functional.pairwise import (
     pairwise_focal_loss,
     pairwise_hinge_loss,
@@ -21,6 +22,7 @@ from fusedloss.functional.pairwise import (
 __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
+    "cross_entropy",
     "multilabel_categorical_crossentropy",
     "multilabel_focal_loss",
     "ohem_mean",
@@ -29,5 +31,6 @@ __all__ = [
     "pairwise_logistic_loss",
     "pairwise_loss",
     "sigmoid_focal_loss",
+    "softmax_focal_loss",
     "sparse_multilabel_categorical_crossentropy",
 ]

@@ -65,3 +65,19 @@ SPARSE_MLCE_SCHEMA = ("(Tensor input, Tensor positive_index, bool mask_zero, int
 LIB.define("sparse_multilabel_ce_fwd" + SPARSE_MLCE_SCHEMA)
 LIB.define("sparse_multilabel_ce_fwd_triton" + SPARSE_MLCE_SCHEMA)
 
+# Softmax family (torch cross-entropy + z-loss, softmax focal; math in csrc/softmax/softmax_math.h).
+# input [N, C, D] contiguous-able (class dim 1; D = 1 for [N, C]); target int64 [N, D] class indices
+# (values in [0, C) or ignore_index) or, for mode 0 only, probabilities [N, C, D] in the input's
+# dtype; weight None or [C] in the accumulation dtype (mode 0: class weight; mode 1: alpha).
+# mode: 0 cross-entropy, 1 focal; reduction: 0 none, 1 sum, 2 mean (sum / sum of row denominators:
+# w_y for class-index cross-entropy, 1 for probability targets and focal rows; ignored rows 0).
+# Returns (loss, grad, scale): loss [N, D] for reduction 0 else 0-d, in the input's dtype; grad
+# [N, C, D] = d(sum of row losses)/d input, unscaled (empty without compute_grad); scale 0-d
+# (1 for none and sum, 1/denominator for mean, 0 when the denominator is 0) in the accumulation dtype.
+SOFTMAX_SCHEMA = (
+    "(Tensor input, Tensor target, Tensor? weight, int mode, int ignore_index, "
+    "float label_smoothing, float z_loss, float gamma, int reduction, bool compute_grad) "
+    "-> (Tensor, Tensor, Tensor)"
+)
+LIB.define("softmax_fwd" + SOFTMAX_SCHEMA)
+LIB.define("softmax_fwd_triton" + SOFTMAX_SCHEMA)

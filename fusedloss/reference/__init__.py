@@ -13,6 +13,7 @@ from .multilabel import (
     sparse_multilabel_categorical_crossentropy_bert4keras,
     sparse_multilabel_categorical_crossentropy_reference,
 )
+from .softmax import cross_entropy_reference, softmax_focal_loss_reference
 from .pairwise import (
     pairwise_focal_loss_reference,
     pairwise_hinge_loss_reference,
@@ -23,6 +24,7 @@ from .pairwise import (
 __all__ = [
     "binary_cross_entropy_with_logits_reference",
     "binary_focal_loss_reference",
+    "cross_entropy_reference",
     "multilabel_categorical_crossentropy_bert4keras",
     "multilabel_categorical_crossentropy_reference",
     "multilabel_focal_loss_reference",
@@ -32,6 +34,7 @@ __all__ = [
     "pairwise_logistic_loss_reference",
     "pairwise_loss_reference",
     "sigmoid_focal_loss_reference",
+    "softmax_focal_loss_reference",
     "sparse_multilabel_categorical_crossentropy_bert4keras",
     "sparse_multilabel_categorical_crossentropy_reference",
 ]
