@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "../common/cuda_convert.cuh"
 #include "focal_cuda.h"
 #include "focal_math.h"
 
@@ -27,51 +28,6 @@ namespace {
 
 constexpr int kWarp = 32;
 constexpr int kWarps = kFocalThreads / kWarp;
-
-template <typename scalar_t>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-// Loads convert with the intrinsics: torch builds .cu files with __CUDA_NO_HALF_CONVERSIONS__ and
-// __CUDA_NO_BFLOAT16_CONVERSIONS__, which remove the implicit ones.
-template <typename acc_t, typename T>
-__device__ __forceinline__ acc_t to_acc(T v) {
-  return static_cast<acc_t>(v);
-}
-template <>
-__device__ __forceinline__ float to_acc<float, __half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ __forceinline__ double to_acc<double, __half>(__half v) {
-  return static_cast<double>(__half2float(v));
-}
-template <>
-__device__ __forceinline__ float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <>
-__device__ __forceinline__ double to_acc<double, __nv_bfloat16>(__nv_bfloat16 v) {
-  return static_cast<double>(__bfloat162float(v));
-}
-
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ scalar_t from_acc(acc_t v) {
-  return static_cast<scalar_t>(v);
-}
-template <>
-__device__ __forceinline__ __half from_acc<__half, float>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16, float>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 template <typename acc_t>
 struct KernelParams {

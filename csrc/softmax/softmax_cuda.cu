@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "../common/cuda_convert.cuh"
 #include "softmax_cuda.h"
 #include "softmax_math.h"
 
@@ -44,43 +45,6 @@ constexpr int64_t kMaxGridX = int64_t(1) << 30;  // more blocks than this go to 
 constexpr unsigned kMaxGridY = 65535;
 
 enum GroupKind : int { kThreadRows = 0, kWarpRows = 1, kBlockRows = 2 };
-
-template <typename scalar_t>
-struct AccOf {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-
-// Loads convert with the intrinsics: torch builds .cu files with __CUDA_NO_HALF_CONVERSIONS__ and
-// __CUDA_NO_BFLOAT16_CONVERSIONS__, which remove the implicit ones.
-template <typename acc_t, typename T>
-__device__ __forceinline__ acc_t to_acc(T v) {
-  return static_cast<acc_t>(v);
-}
-template <>
-__device__ __forceinline__ float to_acc<float, __half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ __forceinline__ float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ scalar_t from_acc(acc_t v) {
-  return static_cast<scalar_t>(v);
-}
-template <>
-__device__ __forceinline__ __half from_acc<__half, float>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16, float>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 struct Shape {
   int64_t n_rows, C, D;

@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <limits>
 
+#include "check.h"
 #include "../focal/focal_math.h"
 
 using fusedloss::focal::binary_focal_elem;
@@ -22,20 +23,10 @@ namespace fl = fusedloss::focal;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void expect(bool ok, const char* what, double got, double want, const char* ctx) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    if (g_failures <= 40) std::printf("FAIL %s: got %.17g want %.17g [%s]\n", what, got, want, ctx);
-  }
-}
-
-void expect_close(const char* what, double got, double want, double rtol, double atol, const char* ctx) {
-  expect(std::fabs(got - want) <= atol + rtol * std::fabs(want), what, got, want, ctx);
-}
+using fltest::expect;
+using fltest::expect_close;
+using fltest::g_checks;
+using fltest::g_failures;
 
 const char* mode_name(int64_t mode) {
   return mode == fl::kBCE ? "bce" : (mode == fl::kTorchvision ? "torchvision" : "easyrec");
@@ -219,22 +210,11 @@ void test_gamma_kinds_and_fp32() {
 }  // namespace
 
 int main() {
-  struct Group {
-    const char* name;
-    void (*fn)();
-  };
-  const Group groups[] = {
+  const fltest::Group groups[] = {
       {"finite differences (fp64)", test_finite_differences},
       {"known values", test_known_values},
       {"EasyRec clip zeroes dm", test_easyrec_clip},
       {"gamma kinds, fp32", test_gamma_kinds_and_fp32},
   };
-  for (const Group& g : groups) {
-    const int c0 = g_checks, f0 = g_failures;
-    g.fn();
-    std::printf("%-28s %6d checks, %d failures\n", g.name, g_checks - c0, g_failures - f0);
-  }
-  std::printf("test_focal_math: %d checks, %d failures -> %s\n", g_checks, g_failures,
-              g_failures ? "FAILED" : "OK");
-  return g_failures ? 1 : 0;
+  return fltest::run_groups("test_focal_math", groups);
 }

@@ -23,6 +23,7 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "../multilabel/multilabel_math.h"
 
 namespace ml = fusedloss::multilabel;
@@ -30,20 +31,10 @@ using ml::Lse;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void expect(bool ok, const char* what, double got, double want, const char* ctx) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    if (g_failures <= 40) std::printf("FAIL %s: got %.17g want %.17g [%s]\n", what, got, want, ctx);
-  }
-}
-
-void expect_close(const char* what, double got, double want, double rtol, double atol, const char* ctx) {
-  expect(std::fabs(got - want) <= atol + rtol * std::fabs(want), what, got, want, ctx);
-}
+using fltest::expect;
+using fltest::expect_close;
+using fltest::g_checks;
+using fltest::g_failures;
 
 const double kInf = std::numeric_limits<double>::infinity();
 
@@ -440,23 +431,12 @@ void test_sparse() {
 }  // namespace
 
 int main() {
-  struct Group {
-    const char* name;
-    void (*fn)();
-  };
-  const Group groups[] = {
+  const fltest::Group groups[] = {
       {"order independence", test_order_independence},
       {"dense (soft, -inf)", test_dense},
       {"hard-label forms", test_hard_forms},
       {"huge logits", test_huge},
       {"sparse (dup, mask_zero)", test_sparse},
   };
-  for (const Group& g : groups) {
-    const int c0 = g_checks, f0 = g_failures;
-    g.fn();
-    std::printf("%-28s %6d checks, %d failures\n", g.name, g_checks - c0, g_failures - f0);
-  }
-  std::printf("test_multilabel_math: %d checks, %d failures -> %s\n", g_checks, g_failures,
-              g_failures ? "FAILED" : "OK");
-  return g_failures ? 1 : 0;
+  return fltest::run_groups("test_multilabel_math", groups);
 }

@@ -23,6 +23,7 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "../pairwise/pairwise_math.h"
 
 namespace pw = fusedloss::pairwise;
@@ -31,20 +32,10 @@ using pw::Params;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void expect(bool ok, const char* what, double got, double want, const char* ctx) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    if (g_failures <= 40) std::printf("FAIL %s: got %.17g want %.17g [%s]\n", what, got, want, ctx);
-  }
-}
-
-void expect_close(const char* what, double got, double want, double rtol, double atol, const char* ctx) {
-  expect(std::fabs(got - want) <= atol + rtol * std::fabs(want), what, got, want, ctx);
-}
+using fltest::expect;
+using fltest::expect_close;
+using fltest::g_checks;
+using fltest::g_failures;
 
 const char* kind_name(int64_t kind) {
   switch (kind) {
@@ -435,23 +426,12 @@ void test_radix_select() {
 }  // namespace
 
 int main() {
-  struct Group {
-    const char* name;
-    void (*fn)();
-  };
-  const Group groups[] = {
+  const fltest::Group groups[] = {
       {"pair_eval vs spec and FD", test_pair_eval},
       {"known values", test_known_values},
       {"ohem key bits, digits", test_key_bits_order},
       {"ohem_selected == top-k", test_selected_is_top_k},
       {"radix select == K*", test_radix_select},
   };
-  for (const Group& g : groups) {
-    const int c0 = g_checks, f0 = g_failures;
-    g.fn();
-    std::printf("%-28s %8d checks, %d failures\n", g.name, g_checks - c0, g_failures - f0);
-  }
-  std::printf("test_pairwise_math: %d checks, %d failures -> %s\n", g_checks, g_failures,
-              g_failures ? "FAILED" : "OK");
-  return g_failures ? 1 : 0;
+  return fltest::run_groups("test_pairwise_math", groups);
 }

@@ -26,6 +26,7 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "../softmax/softmax_math.h"
 
 namespace sm = fusedloss::softmax;
@@ -37,20 +38,10 @@ using sm::RowSums;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void expect(bool ok, const char* what, double got, double want, const char* ctx) {
-  ++g_checks;
-  if (!ok) {
-    ++g_failures;
-    if (g_failures <= 40) std::printf("FAIL %s: got %.17g want %.17g [%s]\n", what, got, want, ctx);
-  }
-}
-
-void expect_close(const char* what, double got, double want, double rtol, double atol, const char* ctx) {
-  expect(std::fabs(got - want) <= atol + rtol * std::fabs(want), what, got, want, ctx);
-}
+using fltest::expect;
+using fltest::expect_close;
+using fltest::g_checks;
+using fltest::g_failures;
 
 using ld = long double;
 
@@ -558,23 +549,12 @@ void test_huge() {
 }  // namespace
 
 int main() {
-  struct Group {
-    const char* name;
-    void (*fn)();
-  };
-  const Group groups[] = {
+  const fltest::Group groups[] = {
       {"split sums", test_split_sums},
       {"cross-entropy, class index", test_ce_index},
       {"cross-entropy, probabilities", test_ce_prob},
       {"focal", test_focal},
       {"huge logits", test_huge},
   };
-  for (const Group& g : groups) {
-    const int c0 = g_checks, f0 = g_failures;
-    g.fn();
-    std::printf("%-30s %7d checks, %d failures\n", g.name, g_checks - c0, g_failures - f0);
-  }
-  std::printf("test_softmax_math: %d checks, %d failures -> %s\n", g_checks, g_failures,
-              g_failures ? "FAILED" : "OK");
-  return g_failures ? 1 : 0;
+  return fltest::run_groups("test_softmax_math", groups);
 }
