@@ -23,6 +23,10 @@ Providers, side by side in one process on the same data (one seed):
 * ``torch_compile``: ``torch.compile`` of those same eager functions (one static graph per shape);
 * ``fusedloss_<backend>``: every fused backend that runs ``fusedloss::softmax_fwd`` on the device:
   ``cpu`` on CPU; ``cuda`` and ``triton`` on CUDA (never the Triton interpreter);
+* ``fusedloss_<backend>_inplace`` (cross-entropy row sets): the same call with
+  ``inplace_grad=True``: the kernel writes the gradient into the logits' storage and backward
+  scales it there, as Liger does (so the same two remarks as for Liger below apply: no [B, C]
+  gradient in its peak memory, and timed repeats on overwritten logits);
 * ``liger`` (cross-entropy row sets, CUDA only): Liger-Kernel's ``liger_cross_entropy(x, t,
   ignore_index=-100, reduction="mean", label_smoothing=...)`` (``liger_kernel.transformers.
   functional``; ``LigerCrossEntropyLoss`` on versions without it) when ``liger_kernel`` imports;
@@ -214,11 +218,16 @@ def build(device):
                         x = pristine
                     return liger_fn(x, t, smoothing)
             else:
-                backend = provider.removeprefix("fusedloss_")
+                backend = provider.removeprefix("fusedloss_").removesuffix("_inplace")
+                inplace = provider.endswith("_inplace")
+                pristine = x.clone() if inplace else x
 
                 def fn(x, t):
+                    if inplace and not x.requires_grad:  # forward-only rows: untouched logits
+                        x = pristine
                     return fusedloss.cross_entropy(x, t, ignore_index=IGNORE_INDEX,
-                                                   label_smoothing=smoothing, backend=backend)
+                                                   label_smoothing=smoothing, backend=backend,
+                                                   inplace_grad=inplace)
             return H.Case(fn, (x, t))
         return setup
 
@@ -239,6 +248,7 @@ def build(device):
         return H.Case(fn, (x, t, alpha))
 
     fused, skipped = H.fused_providers(device, OP)
+    inplace = [f"{p}_inplace" for p in fused]
     liger = ["liger"] if liger_fn else []
     ce_skipped = dict(skipped) if liger_fn else {**skipped, "liger": liger_why}
     focal_skipped = {**skipped, "liger": "Liger-Kernel has no softmax focal loss"}
@@ -252,7 +262,7 @@ def build(device):
     return [
         H.Family(
             "cross_entropy",
-            ["torch", "torch_compile"] + fused + liger,
+            ["torch", "torch_compile"] + fused + inplace + liger,
             ce_setup_for(0.0, ce_eager, compiled["ce"]), bytes_per_elem, ce_transc,
             config={**common, "label_smoothing": 0.0, "z_loss": 0.0},
             skipped=ce_skipped,
@@ -269,7 +279,7 @@ def build(device):
         ),
         H.Family(
             "cross_entropy_smoothed",
-            ["torch", "torch_compile"] + fused + liger,
+            ["torch", "torch_compile"] + fused + inplace + liger,
             ce_setup_for(SMOOTHING, ce_smoothed_eager, compiled["ce_smoothed"]), bytes_per_elem,
             ce_transc + "; smoothing adds a plain sum per row",
             config={**common, "label_smoothing": SMOOTHING, "z_loss": 0.0},

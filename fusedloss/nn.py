@@ -229,18 +229,21 @@ class CrossEntropyLoss(torch.nn.Module):
     """
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, backend="auto"):
+                 reduction="mean", label_smoothing=0.0, *, z_loss=0.0, inplace_grad=False,
+                 backend="auto"):
         super().__init__()
         if size_average is not None or reduce is not None:
             reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
         self.register_buffer("weight", weight)
         self.ignore_index, self.reduction = ignore_index, reduction
         self.label_smoothing, self.z_loss, self.backend = label_smoothing, z_loss, backend
+        self.inplace_grad = inplace_grad
 
     def forward(self, input, target):
         return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
                                reduction=self.reduction, label_smoothing=self.label_smoothing,
-                               z_loss=self.z_loss, backend=self.backend)
+                               z_loss=self.z_loss, inplace_grad=self.inplace_grad,
+                               backend=self.backend)
 
 
 class SoftmaxFocalLoss(torch.nn.Module):

@@ -1365,3 +1365,184 @@ def test_compile_module_4d(device, backend):
     expected.backward()
     torch.testing.assert_close(loss.detach(), expected.detach().float(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(xl.grad, xr.grad.float(), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# inplace_grad: the logits' memory receives the gradient
+# ----------------------------------------------------------------------------------------------
+
+_INPLACE_CASES = [
+    ("ce", (37, 19), dict()),
+    ("ce", (5, 3000), dict(label_smoothing=0.1, z_loss=1e-3, weight=True)),   # looped path
+    ("ce", (2, 5, 3, 7), dict(ignore_index=2, reduction="none")),            # strided path
+    ("ce_soft", (6, 11), dict(reduction="sum")),
+    ("ce", (9,), dict(reduction="sum")),                                      # unbatched [C]
+    ("focal", (37, 19), dict(gamma=2.0, label_smoothing=0.1)),
+    ("focal", (3, 2100), dict(gamma=0.5, alpha="tensor")),
+]
+
+
+def _inplace_kwargs(kw, shape, device):
+    """kw with "weight": True / "alpha": "tensor" replaced by one fixed [C] tensor."""
+    kw = dict(kw)
+    c = shape[0] if len(shape) == 1 else shape[1]
+    if kw.pop("weight", False):
+        kw["weight"] = class_weight(c, torch.float32, device)
+    if kw.get("alpha") == "tensor":
+        kw["alpha"] = class_weight(c, torch.float32, device)
+    return kw
+
+
+def _inplace_call(fn, x, t, kw, backend, inplace_grad):
+    f = fusedloss.softmax_focal_loss if fn == "focal" else fusedloss.cross_entropy
+    return f(x, t, **kw, inplace_grad=inplace_grad, backend=backend)
+
+
+def _inplace_cases():
+    out = []
+    for device, backend in FUSED:
+        dtypes = DTYPES if not interpreted(device, backend) else [torch.float64, torch.bfloat16]
+        for dtype in dtypes:
+            for i, case in enumerate(_INPLACE_CASES):
+                if interpreted(device, backend) and i % 2 and dtype != torch.float64:
+                    continue
+                out.append((device, backend, dtype) + case)
+    return out
+
+
+@pytest.mark.parametrize("device, backend, dtype, fn, shape, kw", _inplace_cases(), ids=ids)
+def test_inplace_grad_matches_the_allocating_path(device, backend, dtype, fn, shape, kw):
+    # Same kernel, so the gradient must be bit-identical; the logits' memory holds it afterwards.
+    x0 = make_logits(shape, dtype, device)
+    t = target_for(fn, shape, dtype, device, kw.get("ignore_index"))
+    kw = _inplace_kwargs(kw, shape, device)
+    a = x0.clone().requires_grad_()
+    la = _inplace_call(fn, a, t, kw, backend, False)
+    go = torch.rand_like(la) + 0.5
+    la.backward(go)
+    assert torch.equal(a.detach(), x0), "inplace_grad=False must leave the logits alone"
+
+    leaf = x0.clone().requires_grad_()
+    h = leaf * 1                        # a non-leaf, as logits usually are
+    storage = h.data_ptr()
+    lb = _inplace_call(fn, h, t, kw, backend, True)
+    assert not torch.equal(h.detach(), x0), "the logits were not overwritten"
+    lb.backward(go)
+    torch.testing.assert_close(lb, la, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(leaf.grad, a.grad, rtol=0, atol=0)
+    assert h.data_ptr() == storage
+    if dtype == torch.float64:  # and the float64 truth, so that "same as the other path" is not all
+        xr = x0.clone().requires_grad_()
+        _inplace_call(fn, xr, t, kw, "reference", False).backward(go)
+        torch.testing.assert_close(leaf.grad, xr.grad, rtol=RTOL64, atol=ATOL64)
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+def test_inplace_grad_leaf_holds_its_own_gradient(device, backend):
+    x = make_logits((8, 10), torch.float64, device).requires_grad_()
+    x0 = x.detach().clone()
+    t = class_target((8, 10), device, None)
+    fusedloss.cross_entropy(x, t, inplace_grad=True, backend=backend).backward()
+    xr = x0.clone().requires_grad_()
+    F.cross_entropy(xr, t).backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=RTOL64, atol=ATOL64)
+    # the leaf's data is now the (scaled) gradient itself: no second [N, C] buffer was allocated
+    torch.testing.assert_close(x.detach(), xr.grad, rtol=RTOL64, atol=ATOL64)
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+def test_inplace_grad_backward_runs_once(device, backend):
+    x = make_logits((6, 9), torch.float32, device).requires_grad_()
+    t = class_target((6, 9), device, None)
+    loss = fusedloss.cross_entropy(x * 1, t, inplace_grad=True, backend=backend)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backpropagated once"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+def test_inplace_grad_detects_a_producer_that_saved_the_logits(device, backend):
+    # exp saves its output for backward: overwriting it must be caught by autograd, not used
+    x = make_logits((6, 9), torch.float32, device).requires_grad_()
+    t = class_target((6, 9), device, None)
+    loss = fusedloss.cross_entropy(x.exp(), t, inplace_grad=True, backend=backend)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+def test_inplace_grad_without_grad_leaves_the_logits(device, backend):
+    x = make_logits((6, 9), torch.float32, device)
+    t = class_target((6, 9), device, None)
+    before = x.clone()
+    expected = fusedloss.cross_entropy(x, t, backend=backend)
+    torch.testing.assert_close(fusedloss.cross_entropy(x, t, inplace_grad=True, backend=backend), expected)
+    xg = x.clone().requires_grad_()
+    with torch.no_grad():
+        fusedloss.cross_entropy(xg, t, inplace_grad=True, backend=backend)
+    assert torch.equal(x, before) and torch.equal(xg.detach(), before)
+
+
+def test_inplace_grad_bad_arguments():
+    x = make_logits((6, 9), torch.float32, "cpu").requires_grad_()
+    t = class_target((6, 9), "cpu", None)
+    with pytest.raises(ValueError, match="inplace_grad=True needs a fused backend"):
+        fusedloss.cross_entropy(x * 1, t, inplace_grad=True, backend="reference")
+    with pytest.raises(ValueError, match="inplace_grad=True needs a contiguous input"):
+        fusedloss.cross_entropy((x * 1).t().contiguous().t(), t, inplace_grad=True, backend="cpu")
+    with pytest.raises(TypeError, match="inplace_grad must be a bool"):
+        fusedloss.softmax_focal_loss(x, t, inplace_grad=1, backend="cpu")
+
+
+INPLACE_OP_OF_BACKEND = {"cpu": "softmax_fwd_inplace", "cuda": "softmax_fwd_inplace",
+                         "triton": "softmax_fwd_inplace_triton"}
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+@pytest.mark.parametrize("cfg", _RAW_CONFIGS, ids=ids)
+def test_inplace_opcheck_and_outputs(device, backend, cfg):
+    op = getattr(torch.ops.fusedloss, INPLACE_OP_OF_BACKEND[backend]).default
+    args = raw_args(device, torch.float32, **cfg)
+    torch.library.opcheck(op, args[:-1])
+    x = args[0].clone()
+    loss, scale = op(x, *args[1:-1])
+    ref_loss, ref_grad, ref_scale = _op(backend)(*args)
+    torch.testing.assert_close(loss, ref_loss, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(scale, ref_scale, rtol=0, atol=0)
+    torch.testing.assert_close(x, ref_grad, rtol=0, atol=0)
+
+
+def test_inplace_op_has_a_cpu_kernel():
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fusedloss::softmax_fwd_inplace", "CPU")
+
+
+@pytest.mark.parametrize("device, backend", COMPILED)
+def test_inplace_grad_compile_fullgraph(device, backend):
+    torch._dynamo.reset()
+
+    def f(h, t, inplace):
+        return fusedloss.cross_entropy(h * 2, t, label_smoothing=0.1, inplace_grad=inplace,
+                                       backend=backend)
+
+    compiled = torch.compile(f, fullgraph=True)
+    x = make_logits((16, 33), torch.float32, device)
+    t = class_target((16, 33), device, -100)
+    a = x.clone().requires_grad_()
+    compiled(a, t, True).backward()
+    b = x.clone().requires_grad_()
+    f(b, t, False).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("device, backend", FUSED)
+def test_inplace_grad_module(device, backend):
+    m = fl_nn.CrossEntropyLoss(label_smoothing=0.1, inplace_grad=True, backend=backend)
+    x = make_logits((7, 12), torch.float64, device)
+    t = class_target((7, 12), device, None)
+    a = x.clone().requires_grad_()
+    h = a * 1
+    m(h, t).backward()
+    assert not torch.equal(h.detach(), x)
+    b = x.clone().requires_grad_()
+    F.cross_entropy(b, t, label_smoothing=0.1).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=RTOL64, atol=ATOL64)

@@ -516,11 +516,14 @@ void contiguous_rows(const CpuArgs& a) {
   const scalar_t* tp = a.prob ? static_cast<const scalar_t*>(a.t) : nullptr;
   const int64_t* ti = a.prob ? nullptr : static_cast<const int64_t*>(a.t);
   scalar_t* grad = static_cast<scalar_t*>(a.grad);
+  // inplace_grad (grad == x): the row loops take x and the gradient as __restrict, so the row is
+  // read from a copy.
+  const bool alias = static_cast<const void*>(grad) == a.x;
   const int64_t grain = std::max<int64_t>(1, kRowWork / std::max<int64_t>(C, 1));
   at::parallel_for(0, a.N, grain, [&](int64_t r0, int64_t r1) {
     Scratch<acc_t> s(C);
     const size_t row = static_cast<size_t>(std::max<int64_t>(C, 1));
-    std::unique_ptr<acc_t[]> xbuf(kSame ? nullptr : new acc_t[row]);
+    std::unique_ptr<acc_t[]> xbuf(kSame && !alias ? nullptr : new acc_t[row]);
     std::unique_ptr<acc_t[]> tbuf(kSame || tp == nullptr ? nullptr : new acc_t[row]);
     std::unique_ptr<acc_t[]> gbuf(kSame || grad == nullptr ? nullptr : new acc_t[row]);
     for (int64_t r = r0; r < r1; ++r) {
@@ -529,6 +532,10 @@ void contiguous_rows(const CpuArgs& a) {
       acc_t* gr = nullptr;
       if constexpr (kSame) {
         xr = x + r * C;
+        if (alias) {
+          std::copy(xr, xr + C, xbuf.get());
+          xr = xbuf.get();
+        }
         if (tp != nullptr) tr = tp + r * C;
         if (grad != nullptr) gr = grad + r * C;
       } else {
@@ -612,28 +619,25 @@ void check_class_indices(const int64_t* t, int64_t rows, int64_t C, int64_t igno
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_fwd_cpu(
-    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-    int64_t mode, int64_t ignore_index, double label_smoothing, double z_loss, double gamma,
-    int64_t reduction, bool compute_grad) {
-  CHECK_CPU(input);
-  const at::Tensor w = check_softmax_args(input, target, weight, mode, label_smoothing, z_loss, gamma,
-                                          reduction);
-  const at::Tensor x = input.contiguous();
+// Runs the kernel; the gradient goes to `grad` when it is defined (a fresh tensor, or the input
+// itself for softmax_fwd_inplace). Returns (loss, scale).
+std::tuple<at::Tensor, at::Tensor> run_softmax_cpu(const at::Tensor& x, const at::Tensor& target,
+                                                   const at::Tensor& w, int64_t mode, int64_t ignore_index,
+                                                   double label_smoothing, double z_loss, double gamma,
+                                                   int64_t reduction, const at::Tensor& grad) {
   const at::Tensor t = target.contiguous();
   const int64_t N = x.size(0), C = x.size(1), D = x.size(2);
   const bool prob = t.is_floating_point();
   if (!prob) check_class_indices(t.data_ptr<int64_t>(), N * D, C, ignore_index);
 
   at::Tensor loss_none = reduction == kNone ? at::empty({N, D}, x.options()) : at::Tensor();
-  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : input.new_empty({0});
   std::vector<double> row_loss(static_cast<size_t>(N * D)), row_den(static_cast<size_t>(N * D));
   CpuArgs a;
   a.x = x.data_ptr();
   a.t = t.data_ptr();
   a.w = w.defined() ? w.data_ptr() : nullptr;
   a.loss = loss_none.defined() ? loss_none.data_ptr() : nullptr;
-  a.grad = compute_grad ? grad.data_ptr() : nullptr;
+  a.grad = grad.defined() ? grad.data_ptr() : nullptr;
   a.row_loss = row_loss.data();
   a.row_den = row_den.data();
   a.N = N;
@@ -657,16 +661,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_fwd_cpu(
 
   // fusedloss.ops._reduce.finish_rows: sums over rows in double, in row order.
   const at::TensorOptions acc_opts = x.options().dtype(opmath_dtype(x.scalar_type()));
-  if (reduction == kNone) return {loss_none, grad, at::scalar_tensor(1.0, acc_opts)};
+  if (reduction == kNone) return {loss_none, at::scalar_tensor(1.0, acc_opts)};
   double total = 0.0, den = 0.0;
   for (const double v : row_loss) total += v;
-  if (reduction == kSum) return {at::scalar_tensor(total, x.options()), grad, at::scalar_tensor(1.0, acc_opts)};
+  if (reduction == kSum) return {at::scalar_tensor(total, x.options()), at::scalar_tensor(1.0, acc_opts)};
   for (const double v : row_den) den += v;
   if (den == 0.0) {
-    return {at::scalar_tensor(std::numeric_limits<double>::quiet_NaN(), x.options()), grad,
+    return {at::scalar_tensor(std::numeric_limits<double>::quiet_NaN(), x.options()),
             at::scalar_tensor(0.0, acc_opts)};
   }
-  return {at::scalar_tensor(total / den, x.options()), grad, at::scalar_tensor(1.0 / den, acc_opts)};
+  return {at::scalar_tensor(total / den, x.options()), at::scalar_tensor(1.0 / den, acc_opts)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_fwd_cpu(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    int64_t mode, int64_t ignore_index, double label_smoothing, double z_loss, double gamma,
+    int64_t reduction, bool compute_grad) {
+  CHECK_CPU(input);
+  const at::Tensor w = check_softmax_args(input, target, weight, mode, label_smoothing, z_loss, gamma,
+                                          reduction);
+  const at::Tensor x = input.contiguous();
+  at::Tensor grad = compute_grad ? at::empty(x.sizes(), x.options()) : input.new_empty({0});
+  auto [loss, scale] = run_softmax_cpu(x, target, w, mode, ignore_index, label_smoothing, z_loss, gamma,
+                                       reduction, compute_grad ? grad : at::Tensor());
+  return {loss, grad, scale};
+}
+
+// inplace_grad: the gradient overwrites the (contiguous) input.
+std::tuple<at::Tensor, at::Tensor> softmax_fwd_inplace_cpu(
+    const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+    int64_t mode, int64_t ignore_index, double label_smoothing, double z_loss, double gamma,
+    int64_t reduction) {
+  CHECK_CPU(input);
+  CHECK_CONTIGUOUS(input);
+  const at::Tensor w = check_softmax_args(input, target, weight, mode, label_smoothing, z_loss, gamma,
+                                          reduction);
+  return run_softmax_cpu(input, target, w, mode, ignore_index, label_smoothing, z_loss, gamma,
+                         reduction, input);
 }
 
 }  // namespace
@@ -675,4 +706,5 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_fwd_cpu(
 
 TORCH_LIBRARY_IMPL(fusedloss, CPU, m) {
   m.impl("softmax_fwd", TORCH_FN(fusedloss::softmax::softmax_fwd_cpu));
+  m.impl("softmax_fwd_inplace", TORCH_FN(fusedloss::softmax::softmax_fwd_inplace_cpu));
 }

@@ -207,10 +207,10 @@ __device__ __forceinline__ acc_t weight_of(const acc_t* __restrict__ w, int64_t 
 // and spilled (sm_90), with it they take 60 to 90 and none spills.
 template <typename scalar_t, bool kProb, int kGroup>
 __global__ void __launch_bounds__(kMaxThreads, 1)
-    softmax_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ target,
+    softmax_kernel(const scalar_t* x, const int64_t* __restrict__ target,
                    const scalar_t* __restrict__ probs, const typename AccOf<scalar_t>::type* __restrict__ w,
                    typename AccOf<scalar_t>::type* __restrict__ row_loss,
-                   typename AccOf<scalar_t>::type* __restrict__ row_den, scalar_t* __restrict__ grad,
+                   typename AccOf<scalar_t>::type* __restrict__ row_den, scalar_t* grad,
                    const Shape sh, Params<typename AccOf<scalar_t>::type> prm) {
   using acc_t = typename AccOf<scalar_t>::type;
   const Group grp = group_of<kGroup>(sh);
@@ -237,6 +237,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
     return;
   }
   const bool need_shift = prm.mode == kCrossEntropy && (kProb || prm.smoothing > acc_t(0));
+  // Read before pass 1: with grad == x (inplace_grad) the thread owning class y overwrites it in the
+  // gradient pass, and group_merge (and the __syncwarp below) orders this read before that write.
+  const acc_t x_y = kProb ? acc_t(0) : to_acc<acc_t>(x[base + y * D]);
 
   // Pass 1: the online log-sum-exp and, where needed, W and S of the split form.
   RowSums<acc_t> st = row_sums_empty<acc_t>();
@@ -250,6 +253,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
     row_sums_add(st, to_acc<acc_t>(x[i]), v);
   }
   st = group_merge<acc_t, kGroup>(st);
+  if constexpr (kGroup == kWarpRows) __syncwarp();  // shuffles alone do not order memory
   const RowNorm<acc_t> nrm = row_norm(st.lse);
   prm.weight_sum = st.wsum;  // W: the row's sum of w (class index with smoothing)
 
@@ -260,7 +264,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
       loss = ce_prob_loss_split(nrm, st.wsum, st.shift, prm);
     } else {
       w_y = weight_of(w, y);
-      loss = ce_index_loss_split(nrm, to_acc<acc_t>(x[base + y * D]), w_y, st.shift, prm);
+      loss = ce_index_loss_split(nrm, x_y, w_y, st.shift, prm);
       den = w_y;
     }
   } else if (focal_smooth) {
@@ -275,7 +279,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1)
     group_sum<acc_t, kGroup>(lf, big_g);
     loss = lf;
   } else {
-    const FocalTerm<acc_t> term = focal_term_logp(log_prob_of(to_acc<acc_t>(x[base + y * D]), nrm), prm.gamma);
+    const FocalTerm<acc_t> term = focal_term_logp(log_prob_of(x_y, nrm), prm.gamma);
     const acc_t a_y = weight_of(w, y);
     loss = a_y * term.f;
     big_g = a_y * term.g;

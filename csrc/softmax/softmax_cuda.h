@@ -35,7 +35,8 @@ typedef struct SoftmaxLaunchArgs {
                            // alpha (mode 1); NULL: 1 for every class
   void* row_loss;          // [n D] acc_t: each row's loss (0 for ignored rows)
   void* row_den;           // [n D] acc_t: each row's mean denominator (w_y, or 1; 0 when ignored)
-  void* grad;              // [n, C, D] input_dtype: d(row loss)/dx, or NULL (no gradient)
+  void* grad;              // [n, C, D] input_dtype: d(row loss)/dx, or NULL (no gradient); may
+                           // be `input` itself (inplace_grad)
   int64_t n, C, D;
   int64_t ignore_index;
   double smoothing;        // eps in [0, 1]

@@ -51,8 +51,24 @@ def _check_class_weight(name, weight, input):
     return weight
 
 
+def _check_inplace(inplace_grad, input, backend_name) -> bool:
+    """Whether to overwrite the logits with their gradient (only when one is computed)."""
+    if not isinstance(inplace_grad, bool):
+        raise TypeError(f"inplace_grad must be a bool, got {type(inplace_grad).__name__}")
+    if not (inplace_grad and input.requires_grad and torch.is_grad_enabled()):
+        return False
+    if backend_name == "reference":
+        raise ValueError("inplace_grad=True needs a fused backend ('cpu', 'cuda' or 'triton'); "
+                         "the call resolved to 'reference'")
+    if not input.is_contiguous():
+        raise ValueError("inplace_grad=True needs a contiguous input (its memory receives the "
+                         "gradient)")
+    return True
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0, backend="auto"):
+                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0, inplace_grad=False,
+                  backend="auto"):
     """``torch.nn.functional.cross_entropy``, fused, plus an optional z-loss.
 
     Per row (one example, or one position of [N, C, d...]), with ``lse = logsumexp(x)``:
@@ -73,6 +89,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (the target's shape).
         label_smoothing: in [0, 1]. Default 0.
         z_loss: >= 0; coefficient of ``lse^2`` (keeps the logits' normaliser near 0). Default 0.
+        inplace_grad: when input requires grad, overwrite it with the gradient instead of
+            allocating one (Liger-style; saves an [N, C] tensor). The logits are garbage afterwards,
+            backward runs once, and autograd raises if the logits' producer saved them for its
+            own backward. Needs a contiguous input and a fused backend. Default False: the
+            caller's logits are never written.
         backend: ``"auto"``, ``"reference"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
 
     One pass per row with an online max/sum, the gradient written by the same kernel; no [N, C]
@@ -100,15 +121,17 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     label_smoothing = check_number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     z_loss = check_number("z_loss", z_loss, lo=0.0)
     name = _backends.choose(backend, input, "softmax_fwd", target, weight)
+    inplace = _check_inplace(inplace_grad, input, name)
     if name == "reference":
         return reference.cross_entropy_reference(input, target, weight, ignore_index, reduction,
                                                  label_smoothing, z_loss)
     return run_softmax(name, input, target, weight, mode="cross_entropy", ignore_index=ignore_index,
-                       label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction)
+                       label_smoothing=label_smoothing, z_loss=z_loss, reduction=reduction,
+                       inplace_grad=inplace)
 
 
 def softmax_focal_loss(input, target, gamma=2.0, alpha=None, ignore_index=-100, label_smoothing=0.0,
-                       reduction="mean", *, backend="auto"):
+                       reduction="mean", *, inplace_grad=False, backend="auto"):
     """Multiclass focal loss on the softmax:
 
     ``loss = -sum_c q_c a_c (1 - p_c)^gamma log p_c`` per row, ``p = softmax(x)``,
@@ -124,6 +147,7 @@ def softmax_focal_loss(input, target, gamma=2.0, alpha=None, ignore_index=-100, 
         label_smoothing: in [0, 1]. Default 0.
         reduction: ``"mean"`` (default: over rows not ignored; alpha does not enter the
             denominator), ``"sum"`` or ``"none"`` (the target's shape).
+        inplace_grad: overwrite the logits with their gradient, as in ``cross_entropy``.
         backend: ``"auto"``, ``"reference"``, ``"triton"``, ``"cuda"`` or ``"cpu"``.
     """
     _check_logits(input)
@@ -140,8 +164,10 @@ def softmax_focal_loss(input, target, gamma=2.0, alpha=None, ignore_index=-100, 
     check_choice("reduction", reduction, _REDUCTIONS)
     label_smoothing = check_number("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
     name = _backends.choose(backend, input, "softmax_fwd", target, alpha)
+    inplace = _check_inplace(inplace_grad, input, name)
     if name == "reference":
         return reference.softmax_focal_loss_reference(input, target, gamma, alpha, ignore_index,
                                                       label_smoothing, reduction)
     return run_softmax(name, input, target, alpha, mode="focal", ignore_index=ignore_index,
-                       label_smoothing=label_smoothing, gamma=gamma, reduction=reduction)
+                       label_smoothing=label_smoothing, gamma=gamma, reduction=reduction,
+                       inplace_grad=inplace)

@@ -81,3 +81,13 @@ SOFTMAX_SCHEMA = (
 )
 LIB.define("softmax_fwd" + SOFTMAX_SCHEMA)
 LIB.define("softmax_fwd_triton" + SOFTMAX_SCHEMA)
+# inplace_grad: the same kernel, writing the gradient into `input` (contiguous) instead of a new
+# tensor; returns (loss, scale); kind is softmax_fwd's mode (an argument named `mode` breaks
+# torch.compile's functionalization of mutating ops). No autograd formula: fusedloss.ops.softmax
+# wraps it.
+SOFTMAX_INPLACE_SCHEMA = (
+    "(Tensor(a!) input, Tensor target, Tensor? weight, int kind, int ignore_index, "
+    "float label_smoothing, float z_loss, float gamma, int reduction) -> (Tensor, Tensor)"
+)
+LIB.define("softmax_fwd_inplace" + SOFTMAX_INPLACE_SCHEMA)
+LIB.define("softmax_fwd_inplace_triton" + SOFTMAX_INPLACE_SCHEMA)

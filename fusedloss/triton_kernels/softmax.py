@@ -210,6 +210,12 @@ def _softmax_kernel(
         y = tl.load(T + row, mask=rmask, other=0)
         valid = rmask & (y != ignore_index)
         ys = tl.minimum(tl.maximum(y, 0), C - 1).to(tl.int32)   # in range whatever y holds
+        # Read before pass 1: with GRAD == X (inplace_grad) another thread of this program may
+        # overwrite x_y in the gradient pass; pass 1's cross-warp reductions order the two.
+        if STRIDED:
+            x_y = tl.load(X + base + ys.to(tl.int64) * D, mask=valid, other=0).to(ACC)
+        else:
+            x_y = tl.load(X + base + ys, mask=valid, other=0).to(ACC)
 
     # Pass 1: the row's maximum, s, and (cross-entropy) the weighted sums.
     m = tl.full([BLOCK_R], float("-inf"), ACC)
@@ -244,10 +250,6 @@ def _softmax_kernel(
             w_y = tl.load(W + ys, mask=valid, other=0.0)
         else:
             w_y = tl.where(valid, 1.0, 0.0).to(ACC)
-        if STRIDED:
-            x_y = tl.load(X + base + ys.to(tl.int64) * D, mask=valid, other=0).to(ACC)
-        else:
-            x_y = tl.load(X + base + ys, mask=valid, other=0).to(ACC)
         if MODE == 0:
             den = w_y
             if HAS_SMOOTHING:
