@@ -19,11 +19,13 @@ from fusedloss.functional import (
     sigmoid_focal_loss,
     softmax_focal_loss,
     sparse_multilabel_categorical_crossentropy,
+    sv_softmax_loss,
 )
 from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
 from fusedloss.ops import multilabel as _multilabel_ops  # noqa: F401
 from fusedloss.ops import pairwise as _pairwise_ops  # noqa: F401
 from fusedloss.ops import softmax as _softmax_ops  # noqa: F401
+from fusedloss.ops import sv_softmax as _sv_softmax_ops  # noqa: F401
 from fusedloss.ops._backends import available_backends
 
 __all__ = [
@@ -42,5 +44,6 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "sparse_multilabel_categorical_crossentropy",
+    "sv_softmax_loss",
 ]
 __version__ = "0.1.0"

@@ -269,3 +269,26 @@ class SoftmaxFocalLoss(torch.nn.Module):
     def forward(self, input, target):
         return F.softmax_focal_loss(input, target, self.gamma, self.alpha, self.ignore_index,
                                     self.label_smoothing, self.reduction, backend=self.backend)
+
+
+class SVSoftmaxLoss(torch.nn.Module):
+    """Support-vector-guided softmax with rolled in-batch negatives (see ``F.sv_softmax_loss``).
+
+    Shape: user_emb, item_emb (B, D); labels (B); weights a number or (B); output ().
+
+    Example:
+        >>> loss = SVSoftmaxLoss(num_negative_samples=4, gamma=10.0, t=1.2)
+        >>> loss(torch.randn(64, 32), torch.randn(64, 32), torch.ones(64))
+    """
+
+    def __init__(self, num_negative_samples, embed_normed=False, gamma=1.0, margin=0.0, t=1.0,
+                 reduction="sum_by_nonzero_weights", backend="auto"):
+        super().__init__()
+        self.num_negative_samples, self.embed_normed = num_negative_samples, embed_normed
+        self.gamma, self.margin, self.t = gamma, margin, t
+        self.reduction, self.backend = reduction, backend
+
+    def forward(self, user_emb, item_emb, labels, weights=1.0, shifts=None):
+        return F.sv_softmax_loss(user_emb, item_emb, labels, self.num_negative_samples,
+                                 self.embed_normed, weights, self.gamma, self.margin, self.t,
+                                 shifts=shifts, reduction=self.reduction, backend=self.backend)

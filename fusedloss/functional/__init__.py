@@ -12,6 +12,7 @@ from fusedloss.functional.multilabel import (
     sparse_multilabel_categorical_crossentropy,
 )
 from fusedloss.functional.softmax import cross_entropy, softmax_focal_loss
+from fusedloss.functional.sv_softmax import sv_softmax_loss
 from fusedloss.functional.pairwise import (
     pairwise_focal_loss,
     pairwise_hinge_loss,
@@ -33,4 +34,5 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "sparse_multilabel_categorical_crossentropy",
+    "sv_softmax_loss",
 ]

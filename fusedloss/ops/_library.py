@@ -91,3 +91,19 @@ SOFTMAX_INPLACE_SCHEMA = (
 )
 LIB.define("softmax_fwd_inplace" + SOFTMAX_INPLACE_SCHEMA)
 LIB.define("softmax_fwd_inplace_triton" + SOFTMAX_INPLACE_SCHEMA)
+
+# Support-vector-guided softmax (EasyRec SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING, spec 6.1; math
+# in csrc/sv_softmax/sv_softmax_math.h). user, item [B, D] (same dtype); kept bool [B] (label > 0);
+# weight None, [1] or [B] in the accumulation dtype; shifts int64 [K], K >= 1 (negative k of row i
+# is item[(i - shifts[k]) mod B]); normalize: l2-normalise both embeddings first; reduction:
+# 1 sum, 2 mean over kept rows, 3 SUM_BY_NONZERO_WEIGHTS (0 when the denominator is 0).
+# Returns (loss, grad_user, grad_item, scale): 0-d loss in the input's dtype; the gradients of
+# sum_i w_i loss_i, unscaled, in the input's dtype (empty without compute_grad); 0-d scale in the
+# accumulation dtype (1 for sum, 1/denominator, 0 when it is 0).
+SV_SOFTMAX_SCHEMA = (
+    "(Tensor user, Tensor item, Tensor kept, Tensor? weight, Tensor shifts, bool normalize, "
+    "float margin, float gamma, float t, int reduction, bool compute_grad) "
+    "-> (Tensor, Tensor, Tensor, Tensor)"
+)
+LIB.define("sv_softmax_fwd" + SV_SOFTMAX_SCHEMA)
+LIB.define("sv_softmax_fwd_triton" + SV_SOFTMAX_SCHEMA)

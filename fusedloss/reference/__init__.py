@@ -14,6 +14,7 @@ from .multilabel import (
     sparse_multilabel_categorical_crossentropy_reference,
 )
 from .softmax import cross_entropy_reference, softmax_focal_loss_reference
+from .sv_softmax import sv_softmax_loss_reference
 from .pairwise import (
     pairwise_focal_loss_reference,
     pairwise_hinge_loss_reference,
@@ -37,4 +38,5 @@ __all__ = [
     "softmax_focal_loss_reference",
     "sparse_multilabel_categorical_crossentropy_bert4keras",
     "sparse_multilabel_categorical_crossentropy_reference",
+    "sv_softmax_loss_reference",
 ]
