@@ -10,6 +10,16 @@ from fusedloss.functional import (
     binary_cross_entropy_with_logits,
     binary_focal_loss,
     cross_entropy,
+    exponential_loss,
+    hinge_loss,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    l2_loss,
+    log_cosh_loss,
+    log_loss,
+    mean_absolute_percentage_error,
+    mse_loss,
     multilabel_categorical_crossentropy,
     multilabel_focal_loss,
     pairwise_focal_loss,
@@ -17,13 +27,17 @@ from fusedloss.functional import (
     pairwise_logistic_loss,
     pairwise_loss,
     sigmoid_focal_loss,
+    sigmoid_l2_loss,
+    smooth_l1_loss,
     softmax_focal_loss,
     sparse_multilabel_categorical_crossentropy,
+    squared_hinge_loss,
     sv_softmax_loss,
 )
 from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
 from fusedloss.ops import multilabel as _multilabel_ops  # noqa: F401
 from fusedloss.ops import pairwise as _pairwise_ops  # noqa: F401
+from fusedloss.ops import pointwise as _pointwise_ops  # noqa: F401
 from fusedloss.ops import softmax as _softmax_ops  # noqa: F401
 from fusedloss.ops import sv_softmax as _sv_softmax_ops  # noqa: F401
 from fusedloss.ops._backends import available_backends
@@ -33,6 +47,16 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
     "cross_entropy",
+    "exponential_loss",
+    "hinge_loss",
+    "huber_loss",
+    "kl_div",
+    "l1_loss",
+    "l2_loss",
+    "log_cosh_loss",
+    "log_loss",
+    "mean_absolute_percentage_error",
+    "mse_loss",
     "multilabel_categorical_crossentropy",
     "multilabel_focal_loss",
     "nn",
@@ -42,8 +66,11 @@ __all__ = [
     "pairwise_loss",
     "reference",
     "sigmoid_focal_loss",
+    "sigmoid_l2_loss",
+    "smooth_l1_loss",
     "softmax_focal_loss",
     "sparse_multilabel_categorical_crossentropy",
+    "squared_hinge_loss",
     "sv_softmax_loss",
 ]
 __version__ = "0.1.0"

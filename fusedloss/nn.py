@@ -292,3 +292,64 @@ class SVSoftmaxLoss(torch.nn.Module):
         return F.sv_softmax_loss(user_emb, item_emb, labels, self.num_negative_samples,
                                  self.embed_normed, weights, self.gamma, self.margin, self.t,
                                  shifts=shifts, reduction=self.reduction, backend=self.backend)
+
+
+class _PointwiseLoss(torch.nn.Module):
+    """torch's constructor (``size_average``, ``reduce``, ``reduction``), fused, plus ``backend``."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend="auto"):
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+        self.reduction, self.backend = reduction, backend
+
+
+class L1Loss(_PointwiseLoss):
+    """``torch.nn.L1Loss`` on the fused pointwise kernel (see ``F.l1_loss``)."""
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction, backend=self.backend)
+
+
+class MSELoss(_PointwiseLoss):
+    """``torch.nn.MSELoss`` on the fused pointwise kernel (see ``F.mse_loss``)."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction, backend=self.backend)
+
+
+class SmoothL1Loss(_PointwiseLoss):
+    """``torch.nn.SmoothL1Loss`` (beta, default 1) on the fused pointwise kernel."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend="auto"):
+        super().__init__(size_average, reduce, reduction, backend=backend)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta,
+                                backend=self.backend)
+
+
+class HuberLoss(torch.nn.Module):
+    """``torch.nn.HuberLoss`` (delta, default 1) on the fused pointwise kernel."""
+
+    def __init__(self, reduction="mean", delta=1.0, *, backend="auto"):
+        super().__init__()
+        self.reduction, self.delta, self.backend = reduction, delta, backend
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta,
+                            backend=self.backend)
+
+
+class KLDivLoss(_PointwiseLoss):
+    """``torch.nn.KLDivLoss`` (input: log-probabilities; ``log_target``) on the fused kernel."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False, *,
+                 backend="auto"):
+        super().__init__(size_average, reduce, reduction, backend=backend)
+        self.log_target = log_target
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target,
+                        backend=self.backend)

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "../common/checks.h"
+#include "../common/elementwise_op.h"
 #include "focal_math.h"
 
 namespace fusedloss {
@@ -24,8 +25,7 @@ inline std::pair<at::Tensor, at::Tensor> check_binary_focal_args(
   CHECK_SAME_SHAPE(target, input);
   CHECK_ARG(mode >= kBCE && mode <= kEasyRec, "mode must be 0 (BCE), 1 (torchvision) or 2 (EasyRec), got ",
             mode);
-  CHECK_ARG(reduction >= kNone && reduction <= kSBNZ,
-            "reduction must be 0 (none), 1 (sum), 2 (mean) or 3 (SBNZ), got ", reduction);
+  elementwise::check_reduction(reduction);
   CHECK_ARG(gamma >= 0.0 && std::isfinite(gamma), "gamma must be finite and >= 0, got ", gamma);
   CHECK_ARG(label_smoothing >= 0.0 && label_smoothing <= 1.0, "label_smoothing must be in [0, 1], got ",
             label_smoothing);

@@ -235,18 +235,6 @@ TileFns<acc_t> pick_fns(Isa isa) {
 
 // ---- Rows ----
 
-template <typename acc_t, typename src_t>
-const acc_t* as_acc(const src_t* src, int64_t n, acc_t* buf) {
-  if constexpr (std::is_same_v<src_t, acc_t>) {
-    (void)n;
-    (void)buf;
-    return src;
-  } else {
-    for (int64_t k = 0; k < n; ++k) buf[k] = static_cast<acc_t>(src[k]);
-    return buf;
-  }
-}
-
 struct CpuArgs {
   const void* x;       // [n_rows, n_cols] scalar_t
   const void* t;       // dense: [n_rows, n_cols] target_t

@@ -51,14 +51,6 @@
 #include "softmax_checks.h"
 #include "softmax_math.h"
 
-#if FL_CPU_MULTIVERSION
-// libmvec has expm1 since glibc 2.35 (cpu_vector.h declares the others): focal_term_logp's 1 - p.
-extern "C" {
-float expm1f(float) noexcept __attribute__((simd("notinbranch")));
-double expm1(double) noexcept __attribute__((simd("notinbranch")));
-}
-#endif
-
 // `#pragma omp simd reduction` lets the vectoriser reassociate the max and sum reductions (setup.py
 // passes -fopenmp-simd and defines FUSEDLOSS_OPENMP_SIMD; without them the loops stay scalar).
 #if defined(FUSEDLOSS_OPENMP_SIMD)

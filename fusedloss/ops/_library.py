@@ -107,3 +107,17 @@ SV_SOFTMAX_SCHEMA = (
 )
 LIB.define("sv_softmax_fwd" + SV_SOFTMAX_SCHEMA)
 LIB.define("sv_softmax_fwd_triton" + SV_SOFTMAX_SCHEMA)
+
+# Pointwise family (regression losses; EasyRec L2_LOSS, SIGMOID_L2_LOSS, CROSS_ENTROPY_LOSS; math in
+# csrc/pointwise/pointwise_math.h). input and target of one shape (target in the input's dtype);
+# kind: pointwise_math.h's Kind (0 l1 ... 12 kl_div with log target); param: the kind's parameter
+# (huber delta, smooth-L1 beta, MAPE / log-loss epsilon; unused otherwise); weight and
+# weight_layout as in binary_focal_fwd; reduction: 0 none, 1 sum, 2 mean, 3 SBNZ (sum of w l /
+# number of nonzero w; every element counts without a weight; 0 when none is nonzero).
+# Returns (loss, grad, scale) as binary_focal_fwd does.
+POINTWISE_SCHEMA = (
+    "(Tensor input, Tensor target, Tensor? weight, int kind, float param, int reduction, "
+    "int[] weight_layout, bool compute_grad) -> (Tensor, Tensor, Tensor)"
+)
+LIB.define("pointwise_fwd" + POINTWISE_SCHEMA)
+LIB.define("pointwise_fwd_triton" + POINTWISE_SCHEMA)

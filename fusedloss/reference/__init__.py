@@ -14,6 +14,7 @@ from .multilabel import (
     sparse_multilabel_categorical_crossentropy_reference,
 )
 from .softmax import cross_entropy_reference, softmax_focal_loss_reference
+from .pointwise import pointwise_loss_reference
 from .sv_softmax import sv_softmax_loss_reference
 from .pairwise import (
     pairwise_focal_loss_reference,
@@ -34,6 +35,7 @@ __all__ = [
     "pairwise_hinge_loss_reference",
     "pairwise_logistic_loss_reference",
     "pairwise_loss_reference",
+    "pointwise_loss_reference",
     "sigmoid_focal_loss_reference",
     "softmax_focal_loss_reference",
     "sparse_multilabel_categorical_crossentropy_bert4keras",

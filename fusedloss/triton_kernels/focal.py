@@ -28,6 +28,37 @@ def log1p_unit(u):
 
 
 @triton.jit
+def load_block(X, T, n, IS_FP64: tl.constexpr, BLOCK: tl.constexpr):
+    """(pid, offs, mask, x, t) of the program's BLOCK consecutive elements of an elementwise kernel:
+    x and t in the compute dtype (fp64 for fp64 input, else fp32), 0 past n."""
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if IS_FP64:
+        x = tl.load(X + offs, mask=mask, other=0).to(tl.float64)
+        t = tl.load(T + offs, mask=mask, other=0).to(tl.float64)
+    else:
+        x = tl.load(X + offs, mask=mask, other=0).to(tl.float32)
+        t = tl.load(T + offs, mask=mask, other=0).to(tl.float32)
+    return pid, offs, mask, x, t
+
+
+@triton.jit
+def store_block(LOSS, GRAD, PARTIAL, pid, offs, mask, loss, grad, counted, REDUCE: tl.constexpr,
+                COMPUTE_GRAD: tl.constexpr):
+    """The outputs of an elementwise kernel: with REDUCE the block's (sum of loss, number of lanes
+    where counted holds) to PARTIAL[pid], else the loss per element; the grad when COMPUTE_GRAD
+    (otherwise unused, and the compiler drops its computation)."""
+    if REDUCE:
+        tl.store(PARTIAL + 2 * pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+        tl.store(PARTIAL + 2 * pid + 1, tl.sum(tl.where(mask & counted, 1.0, 0.0), axis=0))
+    else:
+        tl.store(LOSS + offs, loss.to(LOSS.dtype.element_ty), mask=mask)
+    if COMPUTE_GRAD:
+        tl.store(GRAD + offs, grad.to(GRAD.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def modulating_factor(q, dq, gamma, GAMMA_KIND: tl.constexpr):
     """(m, dm/dx) for m = q^gamma and dq = dq/dx (focal_math.h's modulating_pow); GAMMA_KIND:
     0: gamma = 0, 1: gamma = 1, 2: gamma = 2, 3: any other gamma."""
@@ -65,15 +96,7 @@ def _binary_focal_fwd_kernel(
     IS_FP64: tl.constexpr,         # accumulate in fp64 (fp64 input), else fp32
     BLOCK: tl.constexpr,
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    if IS_FP64:
-        x = tl.load(X + offs, mask=mask, other=0).to(tl.float64)
-        t = tl.load(T + offs, mask=mask, other=0).to(tl.float64)
-    else:
-        x = tl.load(X + offs, mask=mask, other=0).to(tl.float32)
-        t = tl.load(T + offs, mask=mask, other=0).to(tl.float32)
+    pid, offs, mask, x, t = load_block(X, T, n, IS_FP64, BLOCK)
 
     e = tl.exp(-tl.abs(x))
     inv = 1.0 / (1.0 + e)
@@ -123,19 +146,21 @@ def _binary_focal_fwd_kernel(
     v = wa * m
     loss = v * ce
 
-    if REDUCE:
-        tl.store(PARTIAL + 2 * pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
-        tl.store(PARTIAL + 2 * pid + 1, tl.sum(tl.where(mask & (v != 0.0), 1.0, 0.0), axis=0))
-    else:
-        tl.store(LOSS + offs, loss.to(LOSS.dtype.element_ty), mask=mask)
-    if COMPUTE_GRAD:
-        grad = wa * (dm * ce + m * dce)
-        tl.store(GRAD + offs, grad.to(GRAD.dtype.element_ty), mask=mask)
+    grad = wa * (dm * ce + m * dce)
+    store_block(LOSS, GRAD, PARTIAL, pid, offs, mask, loss, grad, v != 0.0, REDUCE, COMPUTE_GRAD)
 
 
 def launch_config(n: int) -> tuple[int, int]:
     """(BLOCK, num_warps): small launches keep 1024-element blocks, large ones 4096 per program."""
     return (1024, 4) if n < (1 << 20) else (4096, 8)
+
+
+def elementwise_grid(x: torch.Tensor, block: int, reduce: bool) -> tuple[int, torch.Tensor]:
+    """(programs, partial) of an elementwise launch over x in blocks of ``block``: with ``reduce``,
+    partial is the zeroed [programs, 2] (sum, count) buffer in the compute dtype, else empty."""
+    programs = triton.cdiv(x.numel(), block)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return programs, x.new_zeros((max(programs, 1), 2) if reduce else (0,), dtype=acc)
 
 
 def gamma_kind(gamma: float) -> int:
@@ -149,9 +174,7 @@ def binary_focal_fwd_triton(x, t, w, pw, w_layout, pw_layout, *, mode, alpha, ga
     """
     n = x.numel()
     block, num_warps = launch_config(n)
-    programs = triton.cdiv(n, block)
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    partial = x.new_zeros((max(programs, 1), 2) if reduce else (0,), dtype=acc)
+    programs, partial = elementwise_grid(x, block, reduce)
     if n == 0:
         return partial
     if t.dtype == torch.bool:
