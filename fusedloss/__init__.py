@@ -40,12 +40,17 @@ from fusedloss.ops import pairwise as _pairwise_ops  # noqa: F401
 from fusedloss.ops import pointwise as _pointwise_ops  # noqa: F401
 from fusedloss.ops import softmax as _softmax_ops  # noqa: F401
 from fusedloss.ops import sv_softmax as _sv_softmax_ops  # noqa: F401
+from fusedloss.config import build_loss
+from fusedloss.multiloss import LossTerm, MultiLoss
 from fusedloss.ops._backends import available_backends
 
 __all__ = [
+    "LossTerm",
+    "MultiLoss",
     "available_backends",
     "binary_cross_entropy_with_logits",
     "binary_focal_loss",
+    "build_loss",
     "cross_entropy",
     "exponential_loss",
     "hinge_loss",
