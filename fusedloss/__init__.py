@@ -43,6 +43,7 @@ from fusedloss.ops import sv_softmax as _sv_softmax_ops  # noqa: F401
 from fusedloss.config import build_loss
 from fusedloss.multiloss import LossTerm, MultiLoss
 from fusedloss.ops._backends import available_backends
+from fusedloss.regularization import l1_l2_regularization, l1_regularization, l2_regularization
 
 __all__ = [
     "LossTerm",
@@ -56,8 +57,11 @@ __all__ = [
     "hinge_loss",
     "huber_loss",
     "kl_div",
+    "l1_l2_regularization",
     "l1_loss",
+    "l1_regularization",
     "l2_loss",
+    "l2_regularization",
     "log_cosh_loss",
     "log_loss",
     "mean_absolute_percentage_error",
