@@ -165,6 +165,22 @@ class Shape(int):
 FUSED_BACKENDS = ("cpu", "triton", "cuda")
 
 
+def check_device_memory(shape, dtype: torch.dtype, device: torch.device, copies: int) -> None:
+    """Raise MemoryError when a CUDA case would not fit: ``copies`` tensors of the case's element
+    count in ``dtype`` (inputs, gradients, the eager reference's kept gradient, eager temporaries,
+    the copy probe: each bench counts its own), 12 B per element for the checks' fp32
+    temporaries, and 1 GiB for the rest (torch.compile, L2 flush buffer, allocator slack)."""
+    if device.type != "cuda":
+        return
+    need = int(shape) * (copies * dtype.itemsize + 12) + 2**30
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if need > free:
+        raise MemoryError(f"[{shape.b}, {shape.c}] {_dtype_name(dtype)} needs about "
+                          f"{need / 2**30:.1f} GiB of device memory, {free / 2**30:.1f} GiB free; "
+                          "not run")
+
+
 def fused_providers(device: torch.device, op: str, backends: Sequence[str] = FUSED_BACKENDS):
     """(providers, skipped) for the fusedloss backends that run ``fusedloss::op`` on ``device``.
 

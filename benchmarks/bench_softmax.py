@@ -122,18 +122,9 @@ def bytes_per_elem(mode: str, dtype: torch.dtype) -> int:
 
 def check_memory(shape: Shape, dtype: torch.dtype, device: torch.device) -> None:
     """Raise MemoryError when a CUDA shape would not fit (estimate: see the module docstring)."""
-    if device.type != "cuda":
-        return
     # x, its gradient, the eager reference's gradient kept for the checks, eager's [B, C]
-    # temporaries (~3), Liger's untouched copy, the copy probe (2): 8 x itemsize; the checks'
-    # fp32 temporaries: 12 B; 1 GiB for the rest (torch.compile, L2 flush buffer, allocator slack).
-    need = int(shape) * (8 * dtype.itemsize + 12) + 2**30
-    free, _ = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if need > free:
-        raise MemoryError(f"[{shape.b}, {shape.c}] {H._dtype_name(dtype)} needs about "
-                          f"{need / 2**30:.1f} GiB of device memory, {free / 2**30:.1f} GiB free; "
-                          "not run")
+    # temporaries (~3), Liger's untouched copy, the copy probe (2): 8 tensors.
+    H.check_device_memory(shape, dtype, device, copies=8)
 
 
 def make_inputs(shape: Shape, dtype, device):
