@@ -32,13 +32,15 @@
 #include <cmath>
 
 #include "../common/host_device.h"
+#include "../common/l2_normalize.h"
 
 namespace fusedloss {
 namespace sv_softmax {
 
-#if !defined(__CUDACC__)
-using std::sqrt;  // else unqualified sqrt of a float is ::sqrt(double) on the host
-#endif
+using l2n::grad_elem;
+using l2n::inv_norm;
+using l2n::norm_eps;
+using l2n::projects;
 
 enum Reduction : int64_t { kSum = 1, kMean = 2, kSumByNonzeroWeights = 3 };
 
@@ -49,24 +51,6 @@ struct Params {
   acc_t t;         // hard-negative coefficient, >= 1 in EasyRec (any finite value works)
   bool normalize;  // l2-normalise the embeddings (EasyRec embed_normed = false)
 };
-
-template <typename acc_t>
-FL_HD acc_t norm_eps() {
-  return acc_t(1e-12);
-}
-
-// inv(a) from sum a^2.
-template <typename acc_t>
-FL_HD acc_t inv_norm(acc_t sumsq, bool normalize) {
-  if (!normalize) return acc_t(1);
-  return acc_t(1) / sqrt(sumsq > norm_eps<acc_t>() ? sumsq : norm_eps<acc_t>());
-}
-
-// proj(a) from sum a^2.
-template <typename acc_t>
-FL_HD bool projects(acc_t sumsq, bool normalize) {
-  return normalize && sumsq > norm_eps<acc_t>();
-}
 
 // Row i's loss from its K + 1 raw cosines cos[0..K] (cos[0]: the positive). Writes
 // coef[k] = scale * d loss / d cos_k (scale: the row weight w_i; pass 0 for a row not kept, which
@@ -109,13 +93,6 @@ FL_HD acc_t row_loss_coef(const acc_t* cos, acc_t* coef, int64_t K, acc_t scale,
   }
   coef[0] = -scale * prm.gamma * static_cast<acc_t>(p_neg);
   return scale * loss;
-}
-
-// One element of d/da = inv(a) (S - proj gc l2n(a)): s_d the element of S, a_d of a, gc the sum of
-// G cos over the slots that read a.
-template <typename acc_t>
-FL_HD acc_t grad_elem(acc_t s_d, acc_t a_d, acc_t gc, acc_t inv_a, bool proj) {
-  return proj ? inv_a * (s_d - gc * inv_a * a_d) : inv_a * s_d;
 }
 
 // Row i's mean denominator (kept: label_i > 0).
