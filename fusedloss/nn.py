@@ -353,3 +353,238 @@ class KLDivLoss(_PointwiseLoss):
     def forward(self, input, target):
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target,
                         backend=self.backend)
+
+
+class _ListwiseBase(torch.nn.Module):
+    def __init__(self, temperature, transform_fn, scale_logits, weight, backend):
+        super().__init__()
+        self.temperature, self.transform_fn, self.weight = temperature, transform_fn, weight
+        self.backend = backend
+        if scale_logits:  # EasyRec's trainable |a| s + b, a initialised to 1 and b to 0
+            self.logit_scale = torch.nn.Parameter(torch.ones(()))
+            self.logit_bias = torch.nn.Parameter(torch.zeros(()))
+        else:
+            self.logit_scale = self.logit_bias = None
+
+
+class ListwiseRankLoss(_ListwiseBase):
+    """EasyRec LISTWISE_RANK_LOSS (see ``F.listwise_rank_loss``); ``scale_logits`` adds the trainable
+    scalars ``logit_scale`` (init 1) and ``logit_bias`` (init 0).
+
+    Shape: input (B), target (B), session_ids (B) or None; output ().
+
+    Example:
+        >>> loss = ListwiseRankLoss(temperature=0.5)
+        >>> loss(torch.randn(12), torch.randint(0, 3, (12,)).float(), torch.arange(12) // 4)
+    """
+
+    def __init__(self, temperature=1.0, label_is_logits=False, transform_fn=None,
+                 scale_logits=False, weight=1.0, backend="auto"):
+        super().__init__(temperature, transform_fn, scale_logits, weight, backend)
+        self.label_is_logits = label_is_logits
+
+    def forward(self, input, target, session_ids=None):
+        return F.listwise_rank_loss(input, target, session_ids, weight=self.weight,
+                                    temperature=self.temperature,
+                                    label_is_logits=self.label_is_logits,
+                                    transform_fn=self.transform_fn, logit_scale=self.logit_scale,
+                                    logit_bias=self.logit_bias, backend=self.backend)
+
+
+class ListwiseDistillLoss(_ListwiseBase):
+    """EasyRec LISTWISE_DISTILL_LOSS (see ``F.listwise_distill_loss``); ``scale_logits`` as in
+    ``ListwiseRankLoss``.
+
+    Shape: input (B), target (B) teacher rank positions (1 is best), session_ids (B) or None;
+    output ().
+
+    Example:
+        >>> loss = ListwiseDistillLoss(label_clip_max_value=100.0)
+        >>> loss(torch.randn(12), torch.randint(1, 5, (12,)).float(), torch.arange(12) // 4)
+    """
+
+    def __init__(self, temperature=1.0, label_clip_max_value=512.0, transform_fn=None,
+                 scale_logits=False, weight=1.0, backend="auto"):
+        super().__init__(temperature, transform_fn, scale_logits, weight, backend)
+        self.label_clip_max_value = label_clip_max_value
+
+    def forward(self, input, target, session_ids=None):
+        return F.listwise_distill_loss(input, target, session_ids, weight=self.weight,
+                                       temperature=self.temperature,
+                                       label_clip_max_value=self.label_clip_max_value,
+                                       transform_fn=self.transform_fn,
+                                       logit_scale=self.logit_scale, logit_bias=self.logit_bias,
+                                       backend=self.backend)
+
+
+class JRCLoss(torch.nn.Module):
+    """EasyRec JRC_LOSS (see ``F.jrc_loss``). ``loss_weight_strategy="uncertainty"`` adds the
+    trainable log-variances ``uncertainty`` ([2], init 0); the random strategies draw from
+    ``generator`` (default: torch's global RNG) at every call.
+
+    Shape: logits (B, 2), labels (B) in {0, 1}, session_ids (B), weight None, a number or (B);
+    output ().
+
+    Example:
+        >>> loss = JRCLoss(alpha=0.5)
+        >>> loss(torch.randn(12, 2), torch.randint(0, 2, (12,)), torch.arange(12) // 4)
+    """
+
+    def __init__(self, alpha=0.5, same_label_loss=True, loss_weight_strategy="fixed",
+                 generator=None, backend="auto"):
+        super().__init__()
+        self.alpha, self.same_label_loss = alpha, same_label_loss
+        self.loss_weight_strategy, self.generator, self.backend = loss_weight_strategy, generator, backend
+        self.uncertainty = (torch.nn.Parameter(torch.zeros(2))
+                            if loss_weight_strategy == "uncertainty" else None)
+
+    def forward(self, logits, labels, session_ids, weight=None):
+        return F.jrc_loss(logits, labels, session_ids, weight=weight, alpha=self.alpha,
+                          same_label_loss=self.same_label_loss,
+                          loss_weight_strategy=self.loss_weight_strategy,
+                          uncertainty=self.uncertainty, generator=self.generator,
+                          backend=self.backend)
+
+
+class CircleLoss(torch.nn.Module):
+    """EasyRec CIRCLE_LOSS over in-batch cosines (see ``F.circle_loss``).
+
+    Shape: embeddings (B, D), labels (B), session_ids (B) or None; output ().
+
+    Example:
+        >>> loss = CircleLoss(margin=0.25, gamma=32.0)
+        >>> loss(torch.randn(16, 8), torch.randint(0, 4, (16,)))
+    """
+
+    def __init__(self, margin=0.25, gamma=32.0, embed_normed=False, backend="auto"):
+        super().__init__()
+        self.margin, self.gamma, self.embed_normed, self.backend = margin, gamma, embed_normed, backend
+
+    def forward(self, embeddings, labels, session_ids=None):
+        return F.circle_loss(embeddings, labels, session_ids, margin=self.margin, gamma=self.gamma,
+                             embed_normed=self.embed_normed, backend=self.backend)
+
+
+class MultiSimilarityLoss(torch.nn.Module):
+    """EasyRec MULTI_SIMILARITY_LOSS, the intended formula (see ``F.multi_similarity_loss``).
+
+    Shape: embeddings (B, D), labels (B), session_ids (B) or None; output ().
+
+    Example:
+        >>> loss = MultiSimilarityLoss(alpha=2.0, beta=50.0, lamb=1.0)
+        >>> loss(torch.randn(16, 8), torch.randint(0, 4, (16,)))
+    """
+
+    def __init__(self, alpha=2.0, beta=50.0, lamb=1.0, eps=0.1, embed_normed=False,
+                 easyrec_compat_ms_bug=False, backend="auto"):
+        super().__init__()
+        self.alpha, self.beta, self.lamb, self.eps = alpha, beta, lamb, eps
+        self.embed_normed, self.easyrec_compat_ms_bug = embed_normed, easyrec_compat_ms_bug
+        self.backend = backend
+
+    def forward(self, embeddings, labels, session_ids=None):
+        return F.multi_similarity_loss(embeddings, labels, session_ids, alpha=self.alpha,
+                                       beta=self.beta, lamb=self.lamb, eps=self.eps,
+                                       embed_normed=self.embed_normed,
+                                       easyrec_compat_ms_bug=self.easyrec_compat_ms_bug,
+                                       backend=self.backend)
+
+
+class MarginRankingLoss(torch.nn.Module):
+    """``torch.nn.MarginRankingLoss`` (see ``F.margin_ranking_loss``).
+
+    Shape: input1 (*), input2 (*), target (*) of +1 / -1; output (*) for ``reduction="none"``,
+    else ().
+
+    Example:
+        >>> loss = MarginRankingLoss(margin=0.1)
+        >>> loss(torch.randn(8), torch.randn(8), torch.randint(0, 2, (8,)) * 2.0 - 1)
+    """
+
+    def __init__(self, margin=0.0, reduction="mean", backend="auto"):
+        super().__init__()
+        self.margin, self.reduction, self.backend = margin, reduction, backend
+
+    def forward(self, input1, input2, target):
+        return F.margin_ranking_loss(input1, input2, target, self.margin, self.reduction,
+                                     backend=self.backend)
+
+
+class CosineEmbeddingLoss(torch.nn.Module):
+    """``torch.nn.CosineEmbeddingLoss`` (see ``F.cosine_embedding_loss``).
+
+    Shape: input1 (N, D) or (D), input2 like input1, target (N) or (); output (N) for
+    ``reduction="none"``, else ().
+
+    Example:
+        >>> loss = CosineEmbeddingLoss(margin=0.2)
+        >>> loss(torch.randn(8, 4), torch.randn(8, 4), torch.randint(0, 2, (8,)) * 2.0 - 1)
+    """
+
+    def __init__(self, margin=0.0, reduction="mean", backend="auto"):
+        super().__init__()
+        self.margin, self.reduction, self.backend = margin, reduction, backend
+
+    def forward(self, input1, input2, target):
+        return F.cosine_embedding_loss(input1, input2, target, self.margin, self.reduction,
+                                       backend=self.backend)
+
+
+class TripletMarginLoss(torch.nn.Module):
+    """``torch.nn.TripletMarginLoss`` (see ``F.triplet_margin_loss``).
+
+    Shape: anchor, positive, negative (N, D) or (D); output (N) for ``reduction="none"``, else ().
+
+    Example:
+        >>> loss = TripletMarginLoss(margin=1.0, p=2.0)
+        >>> loss(torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 4))
+    """
+
+    def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, reduction="mean", backend="auto"):
+        super().__init__()
+        self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
+        self.reduction, self.backend = reduction, backend
+
+    def forward(self, anchor, positive, negative):
+        return F.triplet_margin_loss(anchor, positive, negative, self.margin, self.p, self.eps,
+                                     self.swap, self.reduction, backend=self.backend)
+
+
+class CosineSimilarityLoss(torch.nn.Module):
+    """Keras' ``CosineSimilarity`` loss, ``-l2n(y_true) . l2n(y_pred)`` over the last axis (see
+    ``F.cosine_similarity_loss``). Note the argument order: prediction first, as torch losses do.
+
+    Shape: y_pred (*, D), y_true like y_pred; output (*) for ``reduction="none"``, else ().
+
+    Example:
+        >>> loss = CosineSimilarityLoss()
+        >>> loss(torch.randn(8, 4), torch.randn(8, 4))
+    """
+
+    def __init__(self, reduction="mean", backend="auto"):
+        super().__init__()
+        self.reduction, self.backend = reduction, backend
+
+    def forward(self, y_pred, y_true):
+        return F.cosine_similarity_loss(y_pred, y_true, self.reduction, backend=self.backend)
+
+
+class ContrastiveLoss(torch.nn.Module):
+    """Siamese contrastive loss on the Euclidean distance of two embeddings (see
+    ``F.contrastive_loss``).
+
+    Shape: input1 (N, D) or (D), input2 like input1, target (N) or () with 1 = similar; output (N)
+    for ``reduction="none"``, else ().
+
+    Example:
+        >>> loss = ContrastiveLoss(margin=1.0)
+        >>> loss(torch.randn(8, 4), torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    """
+
+    def __init__(self, margin=1.0, eps=1e-6, reduction="mean", backend="auto"):
+        super().__init__()
+        self.margin, self.eps, self.reduction, self.backend = margin, eps, reduction, backend
+
+    def forward(self, input1, input2, target):
+        return F.contrastive_loss(input1, input2, target, self.margin, self.eps, self.reduction,
+                                  backend=self.backend)

@@ -121,3 +121,48 @@ POINTWISE_SCHEMA = (
 )
 LIB.define("pointwise_fwd" + POINTWISE_SCHEMA)
 LIB.define("pointwise_fwd_triton" + POINTWISE_SCHEMA)
+
+# Per-session softmax losses (EasyRec LISTWISE_RANK_LOSS, LISTWISE_DISTILL_LOSS, JRC_LOSS; math in
+# csrc/session_softmax/session_softmax_math.h). Items in session-sorted order: logits [B, C] (C = 1
+# listwise, 2 JRC), labels [B] and weight ([B], JRC only, or None) in the accumulation dtype
+# (float32, float64 for float64 input), contiguous; [seg_lo[p], seg_hi[p]) the sorted range of p's
+# session. kind: 0 rank, 1 distill, 2 jrc (same_label_loss), 3 jrc split (same_label_loss false);
+# flags: 1 label_is_logits, 2 targets given (distill); clip_max: distill's label_clip_max_value.
+# Returns (num, den, grad): num [P] and den [P] (P = 1 listwise, 2 JRC: the CE and GE parts), the
+# sums of the per-item losses and denominators; grad [P, B, C] = d num / d logits (empty without
+# compute_grad), all in the accumulation dtype. The loss of part p is num[p] / den[p].
+SESSION_SOFTMAX_SCHEMA = (
+    "(Tensor logits, Tensor labels, Tensor? weight, Tensor seg_lo, Tensor seg_hi, int kind, "
+    "int flags, float temperature, float clip_max, bool compute_grad) -> (Tensor, Tensor, Tensor)"
+)
+LIB.define("session_softmax_fwd" + SESSION_SOFTMAX_SCHEMA)
+LIB.define("session_softmax_fwd_triton" + SESSION_SOFTMAX_SCHEMA)
+
+# In-batch metric-learning losses from embeddings (EasyRec CIRCLE_LOSS, MULTI_SIMILARITY_LOSS with
+# the intended formula; math in csrc/metric/metric_math.h), tiled: no [B, B] matrix. emb [B, D];
+# labels int64 [B]; sessions int64 [B] or None; kind: 0 circle (p0 margin, p1 gamma), 1
+# multi-similarity (p0 alpha, p1 beta, p2 lambda); normalize: l2-normalise the rows first.
+# Returns (loss, grad, scale) as binary_focal_fwd does: 0-d loss (the mean over the B anchors, NaN
+# for B = 0) in emb's dtype, grad [B, D] = d(sum of anchor losses)/d emb in emb's dtype (empty
+# without compute_grad), 0-d scale 1/B in the accumulation dtype.
+METRIC_SCHEMA = (
+    "(Tensor emb, Tensor labels, Tensor? sessions, int kind, bool normalize, float p0, float p1, "
+    "float p2, bool compute_grad) -> (Tensor, Tensor, Tensor)"
+)
+LIB.define("metric_fwd" + METRIC_SCHEMA)
+LIB.define("metric_fwd_triton" + METRIC_SCHEMA)
+
+# Row-wise pair losses (torch margin_ranking / cosine_embedding / triplet_margin, Keras
+# cosine_similarity, siamese contrastive, AITM order calibration; math in
+# csrc/rowwise/rowwise_math.h). a, b (and c: triplet's negative, else None) [N, D] contiguous, one
+# float dtype; target [N] in the accumulation dtype or None (kinds that take none); kind:
+# rowwise_math.h's Kind; reduction: 0 none, 1 sum, 2 mean. Returns (loss, grad_a, grad_b, grad_c,
+# scale): loss [N] for reduction 0 else 0-d, in the input's dtype (mean of nothing: NaN); the
+# gradients of the sum of row losses, unscaled, in the input's dtype (empty without compute_grad;
+# grad_c empty without c); 0-d scale in the accumulation dtype (1 none / sum, 1/N mean).
+ROWWISE_SCHEMA = (
+    "(Tensor a, Tensor b, Tensor? c, Tensor? target, int kind, float margin, float p, float eps, "
+    "bool swap, int reduction, bool compute_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor)"
+)
+LIB.define("rowwise_fwd" + ROWWISE_SCHEMA)
+LIB.define("rowwise_fwd_triton" + ROWWISE_SCHEMA)
