@@ -25,6 +25,7 @@ same loss. EasyRec's protobuf text format (``losses { ... }``) is not parsed: wr
 
 import copy
 import difflib
+import importlib
 import json
 import math
 import re
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from fusedloss import functional as F
+from fusedloss.functional.session_softmax import JRC_STRATEGIES
 from fusedloss.multiloss import EASYREC_STRATEGY_NAMES, LossTerm, MultiLoss, normalize_strategy
 
 _REQUIRED = object()
@@ -48,6 +50,7 @@ class _Param:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
+    choices: tuple | None = None  # "str" parameters with a closed set of values
 
 
 _TEMPERATURE = _Param("float", 1.0, lo=0.0, lo_open=True)
@@ -93,19 +96,43 @@ _BLOCKS: dict[str, tuple[str | None, dict[str, _Param]]] = {
         # Not in EasyRec's proto: DropoutNet passes it to the loss function in code.
         "embed_normed": _Param("bool", False),
     }),
+    "JRC_LOSS": ("jrc_loss", {
+        "session_name": _Param("str", _REQUIRED),
+        "alpha": _Param("float", 0.5, lo=0.0, hi=1.0),
+        "same_label_loss": _Param("bool", True),
+        "loss_weight_strategy": _Param("str", "fixed", choices=JRC_STRATEGIES),
+    }),
+    "LISTWISE_RANK_LOSS": ("listwise_rank_loss", {
+        "temperature": _TEMPERATURE, "session_name": _SESSION, "transform_fn": _Param("str", None),
+        "label_is_logits": _Param("bool", False), "scale_logits": _Param("bool", False),
+    }),
+    "LISTWISE_DISTILL_LOSS": ("listwise_distill_loss", {
+        "temperature": _TEMPERATURE, "session_name": _SESSION, "transform_fn": _Param("str", None),
+        "label_clip_max_value": _Param("float", 512.0, lo=1.0),
+        "scale_logits": _Param("bool", False),
+    }),
+    "CIRCLE_LOSS": ("circle_loss", {
+        "margin": _Param("float", 0.25), "gamma": _Param("float", 32.0, lo=0.0, lo_open=True),
+        # Not in EasyRec's proto: the model passes it to the loss function in code.
+        "embed_normed": _Param("bool", False),
+    }),
+    "F1_REWEIGHTED_LOSS": ("f1_reweighted_loss", {
+        "f1_beta_square": _Param("float", 1.0, lo=0.0, lo_open=True),
+        "label_smoothing": _Param("float", 0.0, lo=0.0, hi=1.0, hi_open=True),
+    }),
+    "ORDER_CALIBRATE_LOSS": (None, {}),
+    "MULTI_SIMILARITY_LOSS": ("multi_simi_loss", {
+        "alpha": _Param("float", 2.0, lo=0.0, lo_open=True),
+        "beta": _Param("float", 50.0, lo=0.0, lo_open=True),
+        "lamb": _Param("float", 1.0), "eps": _Param("float", 0.1),
+        "embed_normed": _Param("bool", False),
+    }),
 }
 
 # EasyRec loss types that fusedloss does not implement yet.
-NOT_BUILT = (
-    "F1_REWEIGHTED_LOSS", "JRC_LOSS", "LISTWISE_RANK_LOSS", "LISTWISE_DISTILL_LOSS",
-    "ORDER_CALIBRATE_LOSS", "CIRCLE_LOSS", "MULTI_SIMILARITY_LOSS", "ZILN_LOSS",
-    "SOFTMAX_CROSS_ENTROPY", "KL_DIVERGENCE_LOSS",
-)
+NOT_BUILT = ("ZILN_LOSS", "SOFTMAX_CROSS_ENTROPY", "KL_DIVERGENCE_LOSS")
 # Parameter blocks of the types above (loss.proto's oneof), to say which type a stray block belongs to.
-_NOT_BUILT_BLOCKS = {
-    "f1_reweighted_loss": "F1_REWEIGHTED_LOSS", "circle_loss": "CIRCLE_LOSS",
-    "multi_simi_loss": "MULTI_SIMILARITY_LOSS", "jrc_loss": "JRC_LOSS",
-}
+_NOT_BUILT_BLOCKS: dict[str, str] = {}
 LOSS_TYPES = tuple(_BLOCKS)
 _BLOCK_OWNER = {block: t for t, (block, _) in _BLOCKS.items() if block} | _NOT_BUILT_BLOCKS
 _COMMON_KEYS = ("loss_type", "loss_name", "weight", "learn_loss_weight")
@@ -153,6 +180,9 @@ def _check_value(path: str, key: str, value, spec: _Param):
     if spec.kind == "str":
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string, got {type(value).__name__} {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, spec.choices))}; got "
+                             f"{value!r}{_did_you_mean(value, spec.choices)}")
         return value
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -274,6 +304,21 @@ def _parse_text(text: str):
         raise ValueError(f"the config text is not valid YAML: {exc}") from None
 
 
+def _resolve_callable(path, loss_type: str):
+    """EasyRec's transform_fn: a dotted Python path (``torch.log1p``, ``mypkg.mod.fn``) or None."""
+    if path is None:
+        return None
+    module, _, attr = path.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), attr) if module else None
+    except (ImportError, AttributeError):
+        fn = None
+    if not callable(fn):
+        raise ValueError(f"{loss_type}: transform_fn {path!r} is not an importable callable (write "
+                         f"a dotted path such as 'torch.log1p')")
+    return fn
+
+
 def _session_ids(features, session_name: str, loss_type: str):
     if features is None:
         raise ValueError(f"{loss_type} has session_name {session_name!r}: pass features={{"
@@ -337,6 +382,18 @@ class ConfiguredLoss(torch.nn.Module):
     * BINARY_FOCAL_LOSS and the four pairwise types: logits [B] or [B, 1].
     * SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING: ``logits`` is the pair ``(user_emb, item_emb)``,
       each [B, D]; negatives are drawn from torch's global RNG at every call.
+    * JRC_LOSS: logits [B, 2], labels [B] in {0, 1}, ``features[session_name]`` required; the
+      'uncertainty' strategy's two log-variances are the parameter ``uncertainty``.
+    * LISTWISE_RANK_LOSS / LISTWISE_DISTILL_LOSS: logits [B] or [B, 1]; without ``session_name``
+      the batch is one session; tensor sample weights are ignored with a warning (EasyRec logs an
+      error and ignores them); ``scale_logits`` adds the parameters ``logit_scale`` and
+      ``logit_bias``; ``transform_fn`` is a dotted Python path (``torch.log1p``).
+    * CIRCLE_LOSS / MULTI_SIMILARITY_LOSS: ``logits`` is the embeddings [B, D], labels [B] class
+      ids; sample weights are not used (EasyRec's take none).
+    * F1_REWEIGHTED_LOSS: logits [B], [B, 1] or [B, C], labels of that shape.
+    * ORDER_CALIBRATE_LOSS (AITM, spec 5): ``logits`` is this tower's probabilities and ``labels``
+      the list of the relation towers' probabilities; ``weight * sum_r mean(relu(p - p_r))``,
+      sample weights unused (as in EasyRec).
 
     In a ``MultiLoss`` built by ``build_loss`` the weighting is the ``MultiLoss``'s: its
     ``ConfiguredLoss`` terms have weight 1 and the ``LossTerm`` carries the config's weight.
@@ -364,6 +421,14 @@ class ConfiguredLoss(torch.nn.Module):
         self.params = dict(self._config.get(block, {})) if block else {}
         self.session_name = self.params.pop("session_name", None)
         self.regression = self.loss_type in _REGRESSION
+        self.transform_fn = _resolve_callable(self.params.get("transform_fn"), self.loss_type)
+        # EasyRec's trainable scalars: scale_logits' |a| s + b, JRC's uncertainty log-variances
+        self.logit_scale = self.logit_bias = self.uncertainty = None
+        if self.params.get("scale_logits"):
+            self.logit_scale = torch.nn.Parameter(torch.ones(()))
+            self.logit_bias = torch.nn.Parameter(torch.zeros(()))
+        if self.params.get("loss_weight_strategy") == "uncertainty":
+            self.uncertainty = torch.nn.Parameter(torch.zeros(2))
 
     def to_config(self) -> dict:
         """The normalised config dict (JSON/YAML-safe); ``build_loss`` of it builds this loss."""
@@ -388,6 +453,23 @@ class ConfiguredLoss(torch.nn.Module):
                 t=p["coefficient_of_support_vector"], backend=backend)
         if t == "CROSS_ENTROPY_LOSS":
             return self._log_loss(logits, labels, w)
+        if t == "F1_REWEIGHTED_LOSS":
+            x = _squeeze(logits, "logits", t) if logits.dim() == 2 and logits.shape[1] == 1 else logits
+            y = labels.reshape(x.shape) if isinstance(labels, torch.Tensor) else labels
+            return F.f1_reweighted_loss(x, y, w, backend=backend, **p)
+        if t == "ORDER_CALIBRATE_LOSS":
+            return F.order_calibrate_loss(logits, labels, backend=backend)
+        if t in ("CIRCLE_LOSS", "MULTI_SIMILARITY_LOSS"):
+            fn = F.circle_loss if t == "CIRCLE_LOSS" else F.multi_similarity_loss
+            return fn(logits, _squeeze(labels, "labels", t), backend=backend, **p)
+        if t == "JRC_LOSS":
+            session = _session_ids(features, self.session_name, t)
+            return F.jrc_loss(logits, _squeeze(labels, "labels", t), session, weight=w,
+                              alpha=p["alpha"], same_label_loss=p["same_label_loss"],
+                              loss_weight_strategy=p["loss_weight_strategy"],
+                              uncertainty=self.uncertainty, backend=backend)
+        if t in ("LISTWISE_RANK_LOSS", "LISTWISE_DISTILL_LOSS"):
+            return self._listwise(logits, labels, w, features)
         if t == "CLASSIFICATION" and isinstance(logits, torch.Tensor) and logits.dim() == 2 \
                 and logits.shape[1] > 1:
             return self._softmax_classification(logits, labels, w)
@@ -408,6 +490,23 @@ class ConfiguredLoss(torch.nn.Module):
             return F.binary_focal_loss(x, _float_labels(y, x), weight=w, backend=backend, **p)
         session = None if self.session_name is None else _session_ids(features, self.session_name, t)
         return _PAIRWISE[t](x, y, session, weight=w, backend=backend, **p)
+
+    def _listwise(self, logits, labels, w, features):
+        t, p = self.loss_type, self.params
+        if isinstance(w, torch.Tensor):
+            # EasyRec logs an error and drops tensor sample weights for the listwise losses
+            warnings.warn(f"{t} ignores tensor sample weights (as EasyRec does)", stacklevel=3)
+            w = 1.0
+        x = _squeeze(logits, "logits", t)
+        y = _squeeze(labels, "labels", t)
+        session = None if self.session_name is None else _session_ids(features, self.session_name, t)
+        common = dict(weight=w, temperature=p["temperature"], transform_fn=self.transform_fn,
+                      logit_scale=self.logit_scale, logit_bias=self.logit_bias, backend=self.backend)
+        if t == "LISTWISE_RANK_LOSS":
+            return F.listwise_rank_loss(x, _float_labels(y, x), session,
+                                        label_is_logits=p["label_is_logits"], **common)
+        return F.listwise_distill_loss(x, _float_labels(y, x), session,
+                                       label_clip_max_value=p["label_clip_max_value"], **common)
 
     def _softmax_classification(self, logits, labels, w):
         t = self.loss_type
@@ -452,7 +551,11 @@ def build_loss(config, *, backend: str = "auto"):
     SIGMOID_L2_LOSS, CROSS_ENTROPY_LOSS, BINARY_CROSS_ENTROPY_LOSS, BINARY_FOCAL_LOSS
     (``binary_focal_loss``), PAIR_WISE_LOSS (``pairwise_loss``), PAIRWISE_LOGISTIC_LOSS
     (``pairwise_logistic_loss``), PAIRWISE_FOCAL_LOSS (``pairwise_focal_loss``), PAIRWISE_HINGE_LOSS
-    (``pairwise_hinge_loss``), SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING (``softmax_loss``).
+    (``pairwise_hinge_loss``), SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING (``softmax_loss``),
+    F1_REWEIGHTED_LOSS (``f1_reweighted_loss``), ORDER_CALIBRATE_LOSS,
+    JRC_LOSS (``jrc_loss``), LISTWISE_RANK_LOSS (``listwise_rank_loss``), LISTWISE_DISTILL_LOSS
+    (``listwise_distill_loss``), CIRCLE_LOSS (``circle_loss``), MULTI_SIMILARITY_LOSS
+    (``multi_simi_loss``).
 
     Departures from EasyRec, all errors where EasyRec is silent: two losses with one name raise
     (EasyRec keeps one of them), and so does a negative weight.

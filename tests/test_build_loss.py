@@ -481,3 +481,64 @@ def test_example_trains_and_loss_decreases():
     assert rows[-1][1] < rows[0][1], out
     assert rows[-1][2] < rows[0][2], out
     assert "learned weights" in out and "held-out session AUC" in out
+
+
+# ------------------------------------------------- session softmax and metric-learning types
+
+
+def test_jrc_config_reads_session_and_learns_uncertainty():
+    torch.manual_seed(7)
+    logits = torch.randn(B, 2, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 2, (B,))
+    _, _, weights, features = _data()
+    cfg = {"loss_type": "JRC_LOSS", "jrc_loss": {"session_name": "user_id", "alpha": 0.3,
+                                                 "same_label_loss": False}}
+    for form in _text_forms(cfg):
+        got = build_loss(form, backend="reference")(logits, labels, weights, features)
+        want = F.jrc_loss(logits, labels, features["user_id"], weight=weights, alpha=0.3,
+                          same_label_loss=False, backend="reference")
+        torch.testing.assert_close(got, want)
+    unc = build_loss({"loss_type": "JRC_LOSS", "jrc_loss": {"session_name": "user_id",
+                                                            "loss_weight_strategy": "uncertainty"}})
+    unc(logits, labels, weights, features).backward()
+    assert unc.uncertainty.grad is not None and bool((unc.uncertainty.grad != 0).all())
+    with pytest.raises(ValueError, match="jrc_loss.session_name is required"):
+        build_loss({"loss_type": "JRC_LOSS"})
+    with pytest.raises(ValueError, match=r"loss_weight_strategy must be one of .*did you mean 'fixed'"):
+        build_loss({"loss_type": "JRC_LOSS", "jrc_loss": {"session_name": "u",
+                                                          "loss_weight_strategy": "fixd"}})
+
+
+def test_listwise_configs():
+    torch.manual_seed(8)
+    logits, _, weights, features = _data()
+    labels = torch.randint(1, 6, (B,)).double()
+    rank = build_loss({"loss_type": "LISTWISE_RANK_LOSS",
+                       "listwise_rank_loss": {"session_name": "user_id", "temperature": 0.5,
+                                              "transform_fn": "torch.log1p"}}, backend="reference")
+    want = F.listwise_rank_loss(logits.reshape(-1), labels, features["user_id"], temperature=0.5,
+                                transform_fn=torch.log1p, backend="reference")
+    torch.testing.assert_close(rank(logits, labels, None, features), want)
+    with pytest.warns(UserWarning, match="ignores tensor sample weights"):
+        torch.testing.assert_close(rank(logits, labels, weights, features), want)
+    distill = build_loss({"loss_type": "LISTWISE_DISTILL_LOSS",
+                          "listwise_distill_loss": {"scale_logits": True,
+                                                    "label_clip_max_value": 4.0}})
+    distill(logits, labels).backward()
+    assert distill.logit_scale.grad is not None
+    with pytest.raises(ValueError, match="transform_fn 'torch.not_a_function' is not an importable"):
+        build_loss({"loss_type": "LISTWISE_RANK_LOSS",
+                    "listwise_rank_loss": {"transform_fn": "torch.not_a_function"}})
+
+
+@pytest.mark.parametrize("loss_type, block, fn", [
+    ("CIRCLE_LOSS", "circle_loss", F.circle_loss),
+    ("MULTI_SIMILARITY_LOSS", "multi_simi_loss", F.multi_similarity_loss),
+])
+def test_metric_configs(loss_type, block, fn):
+    torch.manual_seed(9)
+    emb = torch.randn(B, 5, dtype=torch.float64)
+    labels = torch.randint(0, 3, (B,))
+    loss = build_loss({"loss_type": loss_type, block: {}}, backend="reference")
+    torch.testing.assert_close(loss(emb, labels), fn(emb, labels, backend="reference"))
+    assert build_loss(loss.to_config()).to_config() == loss.to_config()
