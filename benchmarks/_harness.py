@@ -42,6 +42,12 @@ and the metrics above) and a PNG per script (if matplotlib imports). The device 
 the runtime. ``--no-save`` prints only; ``--time-budget`` stops starting new sizes after a while
 (what was skipped is listed and makes the exit status 1).
 
+Benches whose eager providers build [B, B] matrices (bench_metric, bench_session_softmax) describe
+each row set as a :class:`SquareRowSet` and run through :func:`main_square` instead: ``full`` mode
+only, the row set's own rates (pairs/s, items/s) in place of the copy bandwidth, each provider
+checked against the first that ran, and a [B, B] provider not run where its memory or time per
+call, estimated from the last smaller size (:func:`too_large`), would be too large.
+
 Never runs the Triton interpreter: ``TRITON_INTERPRET`` is removed from the environment before
 Triton is imported, so import this module before ``fusedloss`` or ``triton``.
 """
@@ -299,7 +305,7 @@ def other_load(before, after) -> float | None:
     return max(0.0, others / (after[2] - before[2]))
 
 
-_wait_budget = [0.0]  # seconds left for waiting on other processes (set by main from --wait-quiet)
+_wait_budget = [0.0]  # seconds left for waiting on other processes (set by open_run from --wait-quiet)
 
 
 def _wait_quiet() -> None:
@@ -464,17 +470,28 @@ _deadline = [math.inf]  # time.monotonic() after which no new (dtype, size) grou
 _partial: dict = {}  # rows of the (dtype, size) groups finished so far, for an interrupted run
 
 
+def check_tol(dtype: torch.dtype) -> float:
+    """The largest difference from the reference provider accepted in ``dtype`` (see CHECK_TOL)."""
+    low = dtype in (torch.float16, torch.bfloat16)
+    return CHECK_TOL_LOW if low else CHECK_TOL.get(dtype, 1e-3)
+
+
+def out_of_time(what: str, args, errors: list) -> bool:
+    """True once ``--time-budget`` is spent, with ``what`` listed as not run."""
+    if time.monotonic() <= _deadline[0]:
+        return False
+    errors.append(f"{what}: not run (--time-budget {args.time_budget:g} s spent)")
+    print(f"   {errors[-1]}", flush=True)
+    return True
+
+
 def run_family(fam: Family, device, sizes, dtypes, args, errors: list) -> list[dict]:
     """Measure every provider of ``fam``; returns result dicts (one per mode/dtype/size/provider)."""
     rows = _partial["rows"] = []
     for dtype in dtypes:
-        low = dtype in (torch.float16, torch.bfloat16)
-        tol = CHECK_TOL_LOW if low else CHECK_TOL.get(dtype, 1e-3)
+        tol = check_tol(dtype)
         for size in sizes:
-            if time.monotonic() > _deadline[0]:
-                errors.append(f"{fam.name} {_dtype_name(dtype)} n={size}: not run (--time-budget "
-                              f"{args.time_budget:g} s spent)")
-                print(f"   {errors[-1]}", flush=True)
+            if out_of_time(f"{fam.name} {_dtype_name(dtype)} n={size}", args, errors):
                 continue
             refs = {}  # mode -> (loss, grad) of the eager provider
             group = []
@@ -605,13 +622,40 @@ def _csv_num(v) -> str:
     return "" if v is None else f"{v:.4g}"
 
 
-def write_csv(path: Path, fam: Family, rows: list[dict], meta: dict, extra: dict) -> Path:
+def csv_record(kernel: str, r: dict, meta: dict, cfg: dict, *, mode: str, x_name: str, x_label: str,
+               x_value, gbps: str = "", copy_gbps: str = "", frac_of_copy: str = "") -> dict:
+    """One CSV row (``CSV_COLUMNS``) of the timed result ``r``; ``cfg`` goes, as JSON, into
+    ``extra_benchmark_config_str``."""
+    return {
+        "kernel_name": kernel, "kernel_provider": r["provider"],
+        "kernel_operation_mode": mode, "metric_name": "speed", "metric_unit": "ms",
+        "x_name": x_name, "x_label": x_label, "x_value": x_value,
+        "y_value_50": f"{r['ms'][0]:.6g}", "y_value_20": f"{r['ms'][1]:.6g}",
+        "y_value_80": f"{r['ms'][2]:.6g}",
+        "extra_benchmark_config_str": json.dumps(cfg, sort_keys=True),
+        "device_name": meta["device_name"], "timestamp": meta["timestamp"],
+        "fusedloss_version": meta["fusedloss"], "torch": meta["torch"],
+        "triton": meta["triton"], "git_sha": meta["git_sha"],
+        "dtype": _dtype_name(r["dtype"]), "peak_extra_mb": f"{r['peak_extra_mb']:.4g}",
+        "gbps": gbps, "copy_gbps": copy_gbps, "frac_of_copy": frac_of_copy,
+        "speedup_vs_eager": _csv_num(r.get("speedup_vs_eager")),
+        "speedup_vs_compile": _csv_num(r.get("speedup_vs_compile")),
+        "check": r["check"], "other_load": _csv_num(r["other_load"]),
+    }
+
+
+def append_csv(path: Path, records: list[dict], timestamp: str) -> Path:
+    """Append ``records`` (see :func:`csv_record`) to ``path``, with a header if it is new.
+
+    An existing CSV with other columns is left alone: the rows go to a new file named after
+    ``timestamp``. Returns the path written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         with path.open(newline="") as f:
             header = next(csv.reader(f), None)
         if header and tuple(header) != CSV_COLUMNS:
-            path = path.with_name(f"{path.stem}.{meta['timestamp'].replace(':', '')}.csv")
+            path = path.with_name(f"{path.stem}.{timestamp.replace(':', '')}.csv")
             print(f"note: {path.parent}/{path.name}: existing CSV has other columns; writing "
                   f"a new file")
     new = not path.exists()
@@ -619,26 +663,20 @@ def write_csv(path: Path, fam: Family, rows: list[dict], meta: dict, extra: dict
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         if new:
             w.writeheader()
-        for r in rows:
-            cfg = {**fam.config, "dtype": _dtype_name(r["dtype"]), **extra}
-            w.writerow({
-                "kernel_name": fam.name, "kernel_provider": r["provider"],
-                "kernel_operation_mode": r["mode"], "metric_name": "speed", "metric_unit": "ms",
-                "x_name": "N", "x_label": "elements", "x_value": r["size"],
-                "y_value_50": f"{r['ms'][0]:.6g}", "y_value_20": f"{r['ms'][1]:.6g}",
-                "y_value_80": f"{r['ms'][2]:.6g}",
-                "extra_benchmark_config_str": json.dumps(cfg, sort_keys=True),
-                "device_name": meta["device_name"], "timestamp": meta["timestamp"],
-                "fusedloss_version": meta["fusedloss"], "torch": meta["torch"],
-                "triton": meta["triton"], "git_sha": meta["git_sha"],
-                "dtype": _dtype_name(r["dtype"]), "peak_extra_mb": f"{r['peak_extra_mb']:.4g}",
-                "gbps": f"{r['gbps']:.4g}", "copy_gbps": f"{r['copy_gbps']:.4g}",
-                "frac_of_copy": f"{r['frac_of_copy']:.4g}",
-                "speedup_vs_eager": _csv_num(r["speedup_vs_eager"]),
-                "speedup_vs_compile": _csv_num(r["speedup_vs_compile"]),
-                "check": r["check"], "other_load": _csv_num(r["other_load"]),
-            })
+        w.writerows(records)
     return path
+
+
+def write_csv(path: Path, fam: Family, rows: list[dict], meta: dict, extra: dict) -> Path:
+    """Append a row set's results (``x_name`` N, its elements); returns the path written."""
+    records = [
+        csv_record(fam.name, r, meta, {**fam.config, "dtype": _dtype_name(r["dtype"]), **extra},
+                   mode=r["mode"], x_name="N", x_label="elements", x_value=r["size"],
+                   gbps=f"{r['gbps']:.4g}", copy_gbps=f"{r['copy_gbps']:.4g}",
+                   frac_of_copy=f"{r['frac_of_copy']:.4g}")
+        for r in rows
+    ]
+    return append_csv(path, records, meta["timestamp"])
 
 
 def plot(path: Path, fams: Sequence[Family], results: dict, meta: dict) -> Path | None:
@@ -713,14 +751,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(name: str, build: Callable[[torch.device], list], sizes: dict, quick_sizes: dict,
-         dtypes: dict, targets: Sequence[Target] = (), argv=None) -> int:
-    """Run a family script. ``build(device)`` returns its row sets; returns the exit status."""
+def open_run(argv=None):
+    """Parse the flags, set up the device and print it: ``(args, device, meta, extra)``, or None
+    when ``--device cuda`` has no CUDA (the error printed). ``extra`` holds, on CPU, the thread count
+    and the load average at the start; it goes into every CSV row."""
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False "
               f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
-        return 2
+        return None
     device = torch.device(args.device)
     _wait_budget[0] = args.wait_quiet
     if args.threads:
@@ -740,21 +779,55 @@ def main(name: str, build: Callable[[torch.device], list], sizes: dict, quick_si
         print(f"device: {meta['device_name']} ({device})")
     print(f"torch {meta['torch']}  triton {meta['triton']}  fusedloss {meta['fusedloss']}  "
           f"git {meta['git_sha']}  TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}")
-
     if args.time_budget:
         _deadline[0] = time.monotonic() + args.time_budget
-    fams = build(device)
+    return args, device, meta, extra
+
+
+def only_providers(args, providers: Sequence[str]) -> list[str]:
+    """``providers`` less those that ``--providers`` leaves out."""
     only = {p for p in args.providers.split(",") if p}
-    if only:
-        for fam in fams:
-            fam.providers = [p for p in fam.providers if p in only]
+    return [p for p in providers if p in only] if only else list(providers)
+
+
+def print_run_title(name: str, meta: dict, args) -> None:
+    print(f"\n## {name} on {meta['device_name']} ({'quick' if args.quick else 'full'} run; "
+          f"lines starting '..' are progress)")
+
+
+def print_busy(n_busy: int, n_timings: int, args) -> None:
+    """How many CPU timings other processes disturbed, and how long the run waited for quiet."""
+    print(f"\n{n_busy} of {n_timings} timings ran while other processes used more than "
+          f"{BUSY_CORES} cores ('busy' column); {args.wait_quiet - _wait_budget[0]:.0f} s of "
+          f"the {args.wait_quiet:.0f} s --wait-quiet budget were spent waiting")
+
+
+def report_problems(errors: Sequence[str]) -> int:
+    """Print the problems of the run; returns the exit status (1 if any)."""
+    if not errors:
+        return 0
+    print(f"\n{len(errors)} problem(s):")
+    for e in errors:
+        print(f"  - {e}")
+    return 1
+
+
+def main(name: str, build: Callable[[torch.device], list], sizes: dict, quick_sizes: dict,
+         dtypes: dict, targets: Sequence[Target] = (), argv=None) -> int:
+    """Run a family script. ``build(device)`` returns its row sets; returns the exit status."""
+    run = open_run(argv)
+    if run is None:
+        return 2
+    args, device, meta, extra = run
+    fams = build(device)
+    for fam in fams:
+        fam.providers = only_providers(args, fam.providers)
     size_list = (quick_sizes if args.quick else sizes)[device.type]
     dev_slug = slug(meta["device_name"])
     errors: list[str] = []
     results = {}
     written = None
-    print(f"\n## {name} on {meta['device_name']} ({'quick' if args.quick else 'full'} run; "
-          f"lines starting '..' are progress)")
+    print_run_title(name, meta, args)
     for fam in fams:
         print_family_header(fam)
         try:
@@ -776,9 +849,7 @@ def main(name: str, build: Callable[[torch.device], list], sizes: dict, quick_si
     timings = [r for fam in fams for r in results[fam.name]]
     busy = [r for r in timings if r["other_load"] is not None and r["other_load"] > BUSY_CORES]
     if device.type == "cpu":
-        print(f"\n{len(busy)} of {len(timings)} timings ran while other processes used more than "
-              f"{BUSY_CORES} cores ('busy' column); {args.wait_quiet - _wait_budget[0]:.0f} s of "
-              f"the {args.wait_quiet:.0f} s --wait-quiet budget were spent waiting")
+        print_busy(len(busy), len(timings), args)
 
     if not args.no_save:
         if written:
@@ -786,9 +857,270 @@ def main(name: str, build: Callable[[torch.device], list], sizes: dict, quick_si
         png = plot(args.out / f"{name}_{dev_slug}.png", fams, results, {**meta, **extra})
         if png:
             print(f"PNG: {png}")
-    if errors:
-        print(f"\n{len(errors)} problem(s):")
-        for e in errors:
-            print(f"  - {e}")
-        return 1
-    return 0
+    return report_problems(errors)
+
+
+# --------------------------------------------------------------------------------------------
+# Benches whose eager providers build [B, B] matrices (bench_metric, bench_session_softmax)
+
+SQUARE_PROVIDERS = (EAGER, COMPILED)
+
+
+@dataclasses.dataclass
+class SquareLimits:
+    """When :func:`too_large` keeps a [B, B] provider from running: it would need more than
+    ``mem_share`` of the free memory, or more than ``max_call_s[quick]`` seconds per call.
+    ``default_bytes`` per B^2 entry is the memory estimate before any measurement."""
+
+    default_bytes: float
+    mem_share: float
+    max_call_s: dict
+
+
+@dataclasses.dataclass
+class SquareRowSet:
+    """One row set of a bench run by :func:`main_square`: forward + backward of a scalar loss.
+
+    Sizes are B (an int) or a :class:`Shape` [B, D]. ``inputs(size, dtype, device) -> ((x, *rest),
+    stats)``, the same data for every provider; ``make_fn(provider) -> fn(x, *rest)``, differentiated
+    in ``x``; ``stats`` (a dict) goes into every row. ``figures(row)`` returns the row set's rates for
+    a timed row (its ``size``, ``dtype`` and ``ms``), ``rate(row)`` their text in the progress line
+    and ``csv_config(row)`` their entries in the CSV's ``extra_benchmark_config_str``.
+    """
+
+    name: str
+    kernel: str
+    title: str
+    config: dict
+    inputs: Callable
+    make_fn: Callable
+    figures: Callable[[dict], dict]
+    rate: Callable[[dict], str]
+    csv_config: Callable[[dict], dict]
+
+
+def _rows_of(size) -> int:
+    """B of a size: a Shape's rows, or the size itself."""
+    return size.b if isinstance(size, Shape) else size
+
+
+def _size_label(size) -> str:
+    return f"{size}" if isinstance(size, Shape) else f"B={size}"
+
+
+def free_bytes(device: torch.device) -> int:
+    """Free device memory (CUDA, counting what torch's allocator holds unused) or MemAvailable (CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+
+
+def is_oom(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in msg \
+        or "can't allocate memory" in msg
+
+
+def too_large(calib: dict, key, size, device, quick: bool, limits: SquareLimits) -> str | None:
+    """Why a [B, B] provider is not run at ``size`` (None: run it).
+
+    Estimated from ``calib[key]`` = (size', peak MiB, ms) at the last smaller size measured: memory
+    times (B / B')^2, time times (B / B')^2, and D / D' for a Shape [B, D].
+    """
+    prev = calib.get(key)
+    b = _rows_of(size)
+    need = (prev[1] * 2**20 / _rows_of(prev[0]) ** 2 if prev else limits.default_bytes) * b * b
+    free = free_bytes(device)
+    if need > limits.mem_share * free:
+        return (f"the B x B provider needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free "
+                f"(limit {limits.mem_share:.0%})")
+    if prev:
+        est_s, order = prev[2] * 1e-3 * (b / _rows_of(prev[0])) ** 2, "O(B^2)"
+        if isinstance(size, Shape):
+            est_s, order = est_s * (size.c / prev[0].c), "O(B^2 D)"
+        limit = limits.max_call_s[quick]
+        if est_s > limit:
+            return (f"~{est_s:.1f} s per call estimated ({order} from {prev[2]:.1f} ms at "
+                    f"{_size_label(prev[0])}; limit {limit:g} s{' with --quick' if quick else ''})")
+    return None
+
+
+def run_square_row_set(rs: SquareRowSet, rows: list, providers, sizes, dtypes, device, args,
+                       limits: SquareLimits, errors: list, name_width: int) -> None:
+    """Measure every provider at every (dtype, size); appends result dicts to ``rows`` as it goes.
+
+    A [B, B] provider that :func:`too_large` rules out, runs out of memory or fails gets a row with
+    a ``note`` and no ``ms``. Every provider's loss and gradient are checked against the first
+    provider that ran at that (dtype, size).
+    """
+    calib = {}  # (provider, dtype) -> (size, peak MiB, ms) of the [B, B] providers
+    for dtype in dtypes:
+        tol = check_tol(dtype)
+        for size in sizes:
+            if out_of_time(f"{rs.name} {_dtype_name(dtype)} {_size_label(size)}", args, errors):
+                continue
+            (x, *rest), stats = rs.inputs(size, dtype, device)
+            ref, group = None, []  # group: the timed rows of this (dtype, size)
+            for provider in providers:
+                label = f"{rs.name} {provider} {_dtype_name(dtype)} {_size_label(size)}"
+                base = {"provider": provider, "dtype": dtype, "size": size, "ms": None, **stats}
+                if provider in SQUARE_PROVIDERS:
+                    why = too_large(calib, (provider, dtype), size, device, args.quick, limits)
+                    if why:
+                        print(f".. {label}: not run: {why}", flush=True)
+                        rows.append({**base, "check": "not run", "note": f"not run: {why}"})
+                        continue
+                fn = rs.make_fn(provider)
+                leaf = x.detach().clone().requires_grad_(True)
+
+                def step(fn=fn, leaf=leaf, rest=rest):
+                    leaf.grad = None
+                    out = fn(leaf, *rest)
+                    out.backward()
+                    return out
+
+                try:
+                    loss_v = step().detach()  # warm-up: compiles (torch.compile, Triton JIT)
+                    _sync(device)
+                    grad = leaf.grad.detach().clone()
+                    if ref is None:
+                        ref, check = (provider, loss_v, grad), "ref"
+                    else:
+                        err = max(_rel_err(loss_v, ref[1]), _rel_err(grad, ref[2]))
+                        check = "ok" if err <= tol else f"MISMATCH {err:.1e}"
+                        if check != "ok":
+                            errors.append(f"{label}: result differs from {ref[0]} by {err:.2e} "
+                                          f"(tol {tol:g})")
+                    del loss_v, grad
+                    mem = peak_extra_mb(step, device)
+                    ms, load = timed(step, device, args.min_run_time, (leaf,))
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # reported in the table; the other providers still run
+                    oom = is_oom(exc)
+                    what = "OOM" if oom else f"failed: {type(exc).__name__}: {str(exc)[:160]}"
+                    print(f".. {label}: {what}", flush=True)
+                    rows.append({**base, "check": "OOM" if oom else "failed", "note": what})
+                    if not oom:
+                        errors.append(f"{label}: {what}")
+                        if args.verbose:
+                            traceback.print_exc()
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                finally:
+                    leaf.grad = None
+                if provider in SQUARE_PROVIDERS:
+                    calib[(provider, dtype)] = (size, mem, ms[0])
+                row = {**base, "ms": ms, "peak_extra_mb": mem}
+                row.update(rs.figures(row), check=check, other_load=load, ref=ref[0])
+                group.append(row)
+                rows.append(row)
+                print(f".. {rs.name:<{name_width}} {_dtype_name(dtype):<8} {_size_label(size):<10} "
+                      f"{provider:<18} {ms[0]:10.3f} ms  {rs.rate(row)}  {mem:9.2f} MiB  "
+                      f"{check}  other load {_fmt(load, '.2f')}", flush=True)
+            timed_ms = {r["provider"]: r["ms"][0] for r in group}
+            for r in group:  # speedups within (dtype, size)
+                r["speedup_vs_eager"] = (timed_ms[EAGER] / r["ms"][0]
+                                         if EAGER in timed_ms else None)
+                r["speedup_vs_compile"] = (timed_ms[COMPILED] / r["ms"][0]
+                                           if COMPILED in timed_ms else None)
+
+
+def print_square_table(rows: list[dict], lead: Sequence[tuple], figures: Sequence[tuple]) -> None:
+    """A row set's results, a line per row: dtype, the ``lead`` columns, provider, the times, the
+    ``figures`` columns, peak memory, speedups, other load and check; a row not timed shows its
+    note after the provider. Columns are (key, header, width, format spec)."""
+    if not rows:
+        print("(no rows)")
+        return
+
+    def cells(columns, r=None):
+        return " ".join(f"{h:>{w}}" if r is None else f"{r[k]:>{w}{spec}}" for k, h, w, spec in columns)
+
+    head = (f"{'dtype':<8} {cells(lead)} {'provider':<18} {'ms p50':>10} {'p20':>10} {'p80':>10} "
+            f"{cells(figures)} {'peakMiB':>9} {'xEager':>7} {'xCompile':>8} {'busy':>5}  check")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        line = f"{_dtype_name(r['dtype']):<8} {cells(lead, r)} {r['provider']:<18} "
+        if not r["ms"]:
+            print(line + r["note"])
+            continue
+        print(line + f"{r['ms'][0]:>10.3f} {r['ms'][1]:>10.3f} {r['ms'][2]:>10.3f} "
+              f"{cells(figures, r)} {r['peak_extra_mb']:>9.2f} "
+              f"{_fmt(r.get('speedup_vs_eager'), '.2f'):>7} "
+              f"{_fmt(r.get('speedup_vs_compile'), '.2f'):>8} {_fmt(r['other_load'], '.2f'):>5}  "
+              f"{r['check']}")
+    sys.stdout.flush()
+
+
+def print_square_header(rs: SquareRowSet, providers, skipped: dict) -> None:
+    print(f"\n### {rs.title}")
+    print(f"config: {rs.config}")
+    print(f"providers: {', '.join(providers)}")
+    for provider, why in skipped.items():
+        print(f"skipped {provider}: {why}")
+    sys.stdout.flush()
+
+
+def write_square_csv(path: Path, rs: SquareRowSet, rows: list[dict], meta: dict,
+                     x_label: str) -> Path:
+    """Append the timed rows of a row set (``x_name`` B, full mode); returns the path written."""
+    records = [
+        csv_record(rs.kernel, r, meta, {**rs.config, "dtype": _dtype_name(r["dtype"]),
+                                        **rs.csv_config(r), "check_ref": r["ref"]},
+                   mode="full", x_name="B", x_label=x_label, x_value=_rows_of(r["size"]),
+                   gbps=_csv_num(r.get("gbps")))
+        for r in rows if r["ms"]
+    ]
+    return append_csv(path, records, meta["timestamp"])
+
+
+def main_square(name: str, op: str, build: Callable, sizes: dict, quick_sizes: dict, dtypes: dict,
+                *, limits: SquareLimits, print_table: Callable[[list], None], x_label: str,
+                name_width: int, skipped: dict | None = None, argv=None) -> int:
+    """Run a bench of the [B, B] eager providers against the fused backends of ``fusedloss::op``.
+
+    ``build(device, args, extra) -> list[SquareRowSet]``, ``extra`` to go into each row set's
+    config; ``skipped`` adds providers left out on every device (with why); ``print_table(rows)``
+    prints a row set's results; ``x_label`` names B in the CSV; ``name_width`` is the row set's
+    column in the progress lines. Returns the exit status.
+    """
+    run = open_run(argv)
+    if run is None:
+        return 2
+    args, device, meta, extra = run
+    fused, skip = fused_providers(device, op)
+    skip.update(skipped or {})
+    providers = only_providers(args, [EAGER, COMPILED] + fused)
+    size_list = (quick_sizes if args.quick else sizes)[device.type]
+    dev_slug = slug(meta["device_name"])
+    print_run_title(name, meta, args)
+    errors, written, n_timed, n_busy = [], None, 0, 0
+    for rs in build(device, args, extra):
+        print_square_header(rs, providers, skip)
+        rows, interrupted = [], False
+        try:
+            run_square_row_set(rs, rows, providers, size_list, dtypes[device.type], device, args,
+                               limits, errors, name_width)
+        except KeyboardInterrupt:  # e.g. `timeout -s INT`: stop, report what was measured
+            errors.append(f"interrupted during {rs.name}; later rows not run")
+            print(f"\n{errors[-1]}", flush=True)
+            interrupted = True
+        print_table(rows)
+        timed_rows = [r for r in rows if r["ms"]]
+        n_timed += len(timed_rows)
+        n_busy += sum(1 for r in timed_rows
+                      if r["other_load"] is not None and r["other_load"] > BUSY_CORES)
+        if not args.no_save and timed_rows:
+            written = write_square_csv(args.out / f"{dev_slug}.csv", rs, timed_rows, meta, x_label)
+        if interrupted:
+            break
+    if device.type == "cpu":
+        print_busy(n_busy, n_timed, args)
+    if written:
+        print(f"\nCSV: {written}")
+    return report_problems(errors)

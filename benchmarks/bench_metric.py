@@ -65,12 +65,8 @@ columns (``x_name`` B, D in ``extra_benchmark_config_str`` with pairs/s, TFLOP/s
 rate; ``gbps``, ``copy_gbps`` and ``frac_of_copy`` empty).
 """
 
-import datetime
-import math
-import os
+import functools
 import sys
-import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,8 +90,7 @@ CLASS_DIV = 4  # B / 4 classes
 SEED = 0
 # [B, B] providers: bytes per B^2 entry before any measurement, share of free memory they may take,
 # seconds per call they may take (quick, full).
-DEFAULT_B2_BYTES, MEM_SHARE, MAX_CALL_S = 64, 0.6, {True: 5.0, False: 60.0}
-BB_PROVIDERS = (H.EAGER, H.COMPILED)
+LIMITS = H.SquareLimits(default_bytes=64, mem_share=0.6, max_call_s={True: 5.0, False: 60.0})
 
 
 def flops(shape: Shape) -> int:
@@ -118,7 +113,7 @@ def make_fn(loss: str, provider: str, compiled: dict):
     import fusedloss
     from fusedloss import reference as R
 
-    if provider in BB_PROVIDERS:
+    if provider in H.SQUARE_PROVIDERS:
         if loss == "circle_loss":
             ref, kw = R.circle_loss_reference, CIRCLE
         else:
@@ -130,42 +125,6 @@ def make_fn(loss: str, provider: str, compiled: dict):
     if loss == "circle_loss":
         return lambda e, y: fusedloss.circle_loss(e, y, backend=backend, **CIRCLE)
     return lambda e, y: fusedloss.multi_similarity_loss(e, y, backend=backend, **MULTI_SIMILARITY)
-
-
-# --------------------------------------------------------------------------------------------
-# Too large / too slow: estimates from the last smaller shape measured
-
-
-def free_bytes(device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
-
-
-def too_large(calib: dict, key, shape: Shape, device, quick: bool) -> str | None:
-    """Why a [B, B] provider is not run at ``shape`` (None: run it). ``calib[key]`` = (shape', MiB,
-    ms)."""
-    prev = calib.get(key)
-    b = shape.b
-    need = (prev[1] * 2**20 / prev[0].b ** 2 if prev else DEFAULT_B2_BYTES) * b * b
-    free = free_bytes(device)
-    if need > MEM_SHARE * free:
-        return (f"the B x B provider needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free "
-                f"(limit {MEM_SHARE:.0%})")
-    if prev:
-        est_s = prev[2] * 1e-3 * (b / prev[0].b) ** 2 * (shape.c / prev[0].c)
-        if est_s > MAX_CALL_S[quick]:
-            return (f"~{est_s:.1f} s per call estimated (O(B^2 D) from {prev[2]:.1f} ms at "
-                    f"{prev[0]:}; limit {MAX_CALL_S[quick]:g} s{' with --quick' if quick else ''})")
-    return None
-
-
-def is_oom(exc: BaseException) -> bool:
-    msg = str(exc).lower()
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in msg \
-        or "can't allocate memory" in msg
 
 
 _mm_cache: dict = {}
@@ -182,244 +141,51 @@ def mm_tflops(shape: Shape, dtype, device, min_run_time: float) -> float:
     return _mm_cache[key]
 
 
-# --------------------------------------------------------------------------------------------
-# Running
+def figures(row, device, min_run_time: float) -> dict:
+    """pairs/s, TFLOP/s and the ``torch.mm`` rate of a timed row."""
+    shape, s = row["size"], row["ms"][0] * 1e-3
+    b = shape.b
+    tflops = flops(shape) / s / 1e12
+    mm = mm_tflops(shape, row["dtype"], device, min_run_time)
+    return {"pairs_per_s": b * (b - 1) / s, "tflops": tflops, "mm_tflops": mm, "of_mm": tflops / mm}
 
 
-def run_row_set(rows, loss, providers, shapes, dtypes, device, args, errors, compiled, deadline):
-    """Measure every provider at every (dtype, shape); appends result dicts to ``rows``."""
-    calib = {}  # (provider, dtype) -> (shape, peak MiB, ms) of the [B, B] providers
-    for dtype in dtypes:
-        low = dtype in (torch.float16, torch.bfloat16)
-        tol = H.CHECK_TOL_LOW if low else H.CHECK_TOL.get(dtype, 1e-3)
-        for shape in shapes:
-            if time.monotonic() > deadline:
-                errors.append(f"{loss} {H._dtype_name(dtype)} {shape}: not run (--time-budget "
-                              f"{args.time_budget:g} s spent)")
-                print(f"   {errors[-1]}", flush=True)
-                continue
-            e, y = make_inputs(shape, dtype, device)
-            ref, group = None, []  # group: the timed rows of this (dtype, shape)
-            for provider in providers:
-                label = f"{loss} {provider} {H._dtype_name(dtype)} {shape}"
-                base = {"provider": provider, "dtype": dtype, "shape": shape, "ms": None}
-                if provider in BB_PROVIDERS:
-                    why = too_large(calib, (provider, dtype), shape, device, args.quick)
-                    if why:
-                        print(f".. {label}: not run: {why}", flush=True)
-                        rows.append({**base, "check": "not run", "note": f"not run: {why}"})
-                        continue
-                fn = make_fn(loss, provider, compiled)
-                leaf = e.detach().clone().requires_grad_(True)
-
-                def step(fn=fn, leaf=leaf, y=y):
-                    leaf.grad = None
-                    out = fn(leaf, y)
-                    out.backward()
-                    return out
-
-                try:
-                    loss_v = step().detach()  # warm-up: compiles (torch.compile, Triton JIT)
-                    H._sync(device)
-                    grad = leaf.grad.detach().clone()
-                    if ref is None:
-                        ref, check = (provider, loss_v, grad), "ref"
-                    else:
-                        err = max(H._rel_err(loss_v, ref[1]), H._rel_err(grad, ref[2]))
-                        check = "ok" if err <= tol else f"MISMATCH {err:.1e}"
-                        if check != "ok":
-                            errors.append(f"{label}: result differs from {ref[0]} by {err:.2e} "
-                                          f"(tol {tol:g})")
-                    del loss_v, grad
-                    mem = H.peak_extra_mb(step, device)
-                    ms, load = H.timed(step, device, args.min_run_time, (leaf,))
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # reported in the table; the other providers still run
-                    oom = is_oom(exc)
-                    what = "OOM" if oom else f"failed: {type(exc).__name__}: {str(exc)[:160]}"
-                    print(f".. {label}: {what}", flush=True)
-                    rows.append({**base, "check": "OOM" if oom else "failed", "note": what})
-                    if not oom:
-                        errors.append(f"{label}: {what}")
-                        if args.verbose:
-                            traceback.print_exc()
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    continue
-                finally:
-                    leaf.grad = None
-                if provider in BB_PROVIDERS:
-                    calib[(provider, dtype)] = (shape, mem, ms[0])
-                b = shape.b
-                tflops = flops(shape) / (ms[0] * 1e-3) / 1e12
-                mm = mm_tflops(shape, dtype, device, args.min_run_time)
-                row = {**base, "ms": ms, "peak_extra_mb": mem,
-                       "pairs_per_s": b * (b - 1) / (ms[0] * 1e-3), "tflops": tflops,
-                       "mm_tflops": mm, "of_mm": tflops / mm, "check": check, "other_load": load,
-                       "ref": ref[0]}
-                group.append(row)
-                rows.append(row)
-                print(f".. {loss:<24} {H._dtype_name(dtype):<8} {shape:<10} {provider:<18} "
-                      f"{ms[0]:10.3f} ms  {row['pairs_per_s']:10.3e} pairs/s  {tflops:8.4f} "
-                      f"TFLOP/s  {mem:9.2f} MiB  {check}  other load {H._fmt(load, '.2f')}",
-                      flush=True)
-            timed_ms = {r["provider"]: r["ms"][0] for r in group}
-            for r in group:  # speedups within (dtype, shape)
-                r["speedup_vs_eager"] = (timed_ms[H.EAGER] / r["ms"][0]
-                                         if H.EAGER in timed_ms else None)
-                r["speedup_vs_compile"] = (timed_ms[H.COMPILED] / r["ms"][0]
-                                           if H.COMPILED in timed_ms else None)
-
-
-def print_header(loss, providers, skipped, config):
-    print(f"\n### {loss}  (floor: compute, 6 B^2 D FLOP forward + backward (2 passes x 2 B^2 D, "
-          f"+ 2 B^2 D in pass 2); transcendentals/ordered pair (fused): 3 exp)")
-    print(f"config: {config}")
-    print(f"providers: {', '.join(providers)}")
-    for provider, why in skipped.items():
-        print(f"skipped {provider}: {why}")
-    sys.stdout.flush()
-
-
-def print_table(rows):
-    if not rows:
-        print("(no rows)")
-        return
-    head = (f"{'dtype':<8} {'BxD':>9} {'provider':<18} {'ms p50':>10} {'p20':>10} {'p80':>10} "
-            f"{'pairs/s':>10} {'TFLOP/s':>8} {'mmTF/s':>7} {'ofMM':>5} {'peakMiB':>9} "
-            f"{'xEager':>7} {'xCompile':>8} {'busy':>5}  check")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        lead = f"{H._dtype_name(r['dtype']):<8} {r['shape']:>9} {r['provider']:<18} "
-        if not r["ms"]:
-            print(lead + r["note"])
-            continue
-        print(lead + f"{r['ms'][0]:>10.3f} {r['ms'][1]:>10.3f} {r['ms'][2]:>10.3f} "
-              f"{r['pairs_per_s']:>10.3e} {r['tflops']:>8.4f} {r['mm_tflops']:>7.3f} "
-              f"{r['of_mm']:>5.2f} {r['peak_extra_mb']:>9.2f} "
-              f"{H._fmt(r.get('speedup_vs_eager'), '.2f'):>7} "
-              f"{H._fmt(r.get('speedup_vs_compile'), '.2f'):>8} {H._fmt(r['other_load'], '.2f'):>5}  "
-              f"{r['check']}")
-    sys.stdout.flush()
-
-
-def write_csv(path: Path, kernel: str, rows, meta, config) -> Path:
-    """Append timed rows in the harness's columns (``x_name`` B; see the module docstring)."""
-    import csv
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), None)
-        if header and tuple(header) != H.CSV_COLUMNS:
-            path = path.with_name(f"{path.stem}.{meta['timestamp'].replace(':', '')}.csv")
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=H.CSV_COLUMNS)
-        if new:
-            w.writeheader()
-        for r in rows:
-            if not r["ms"]:
-                continue
-            cfg = {**config, "dtype": H._dtype_name(r["dtype"]), "D": r["shape"].c,
-                   "pairs_per_s": float(f"{r['pairs_per_s']:.4g}"),
-                   "tflops": float(f"{r['tflops']:.4g}"), "mm_tflops": float(f"{r['mm_tflops']:.4g}"),
-                   "check_ref": r["ref"]}
-            w.writerow({
-                "kernel_name": kernel, "kernel_provider": r["provider"],
-                "kernel_operation_mode": "full", "metric_name": "speed", "metric_unit": "ms",
-                "x_name": "B", "x_label": "rows", "x_value": r["shape"].b,
-                "y_value_50": f"{r['ms'][0]:.6g}", "y_value_20": f"{r['ms'][1]:.6g}",
-                "y_value_80": f"{r['ms'][2]:.6g}",
-                "extra_benchmark_config_str": json.dumps(cfg, sort_keys=True),
-                "device_name": meta["device_name"], "timestamp": meta["timestamp"],
-                "fusedloss_version": meta["fusedloss"], "torch": meta["torch"],
-                "triton": meta["triton"], "git_sha": meta["git_sha"],
-                "dtype": H._dtype_name(r["dtype"]), "peak_extra_mb": f"{r['peak_extra_mb']:.4g}",
-                "gbps": "", "copy_gbps": "", "frac_of_copy": "",
-                "speedup_vs_eager": H._csv_num(r.get("speedup_vs_eager")),
-                "speedup_vs_compile": H._csv_num(r.get("speedup_vs_compile")),
-                "check": r["check"], "other_load": H._csv_num(r["other_load"]),
-            })
-    return path
-
-
-def main(argv=None) -> int:
-    args = H.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but torch.cuda.is_available() is False "
-              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
-        return 2
-    device = torch.device(args.device)
-    H._wait_budget[0] = args.wait_quiet
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    meta = {**H.versions(), "device_name": H.device_name(device), "git_sha": H.git_sha(),
-            "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    extra = {}
-    if device.type == "cpu":
-        extra = {"num_threads": torch.get_num_threads(),
-                 "loadavg_1m": round(os.getloadavg()[0], 2)}
-        print(f"device: {meta['device_name']} ({extra['num_threads']} threads, load average "
-              f"{extra['loadavg_1m']:.2f} over {os.cpu_count()} cpus)")
-    else:
-        print(f"device: {meta['device_name']} ({device})")
-    print(f"torch {meta['torch']}  triton {meta['triton']}  fusedloss {meta['fusedloss']}  "
-          f"git {meta['git_sha']}  TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}")
-    deadline = time.monotonic() + args.time_budget if args.time_budget else math.inf
-
-    fused, skipped = H.fused_providers(device, OP)
-    skipped["liger"] = "Liger-Kernel has no circle or multi-similarity loss"
-    providers = [H.EAGER, H.COMPILED] + fused
-    only = {p for p in args.providers.split(",") if p}
-    if only:
-        providers = [p for p in providers if p in only]
-    shapes = (QUICK if args.quick else SHAPES)[device.type]
-    dev_slug = H.slug(meta["device_name"])
-    print(f"\n## {NAME} on {meta['device_name']} ({'quick' if args.quick else 'full'} run; "
-          f"lines starting '..' are progress)")
-    errors, compiled, written, n_rows, n_busy = [], {}, None, 0, 0
+def build(device, args, extra) -> list:
+    """One row set per loss in ``LOSSES``."""
+    compiled = {}
+    row_sets = []
     for loss in LOSSES:
         params = CIRCLE if loss == "circle_loss" else MULTI_SIMILARITY
         config = {**params, "embed_normed": False, "session_ids": None,
                   "labels": f"uniform over B / {CLASS_DIV} classes",
                   "data": "e = c[y] + N(0, 1), c ~ N(0, 1)", "grad": "embeddings", **extra,
                   "quick": args.quick}
-        print_header(loss, providers, skipped, config)
-        rows, interrupted = [], False
-        try:
-            run_row_set(rows, loss, providers, shapes, DTYPES[device.type], device, args, errors,
-                        compiled, deadline)
-        except KeyboardInterrupt:  # e.g. `timeout -s INT`: stop, report what was measured
-            errors.append(f"interrupted during {loss}; later rows not run")
-            print(f"\n{errors[-1]}", flush=True)
-            interrupted = True
-        print_table(rows)
-        timed_rows = [r for r in rows if r["ms"]]
-        n_rows += len(timed_rows)
-        n_busy += sum(1 for r in timed_rows
-                      if r["other_load"] is not None and r["other_load"] > H.BUSY_CORES)
-        if not args.no_save and timed_rows:
-            written = write_csv(args.out / f"{dev_slug}.csv", loss, rows, meta, config)
-        if interrupted:
-            break
-    if device.type == "cpu":
-        print(f"\n{n_busy} of {n_rows} timings ran while other processes used more than "
-              f"{H.BUSY_CORES} cores ('busy' column); {args.wait_quiet - H._wait_budget[0]:.0f} s "
-              f"of the {args.wait_quiet:.0f} s --wait-quiet budget were spent waiting")
-    if written:
-        print(f"\nCSV: {written}")
-    if errors:
-        print(f"\n{len(errors)} problem(s):")
-        for e in errors:
-            print(f"  - {e}")
-        return 1
-    return 0
+        row_sets.append(H.SquareRowSet(
+            name=loss, kernel=loss, config=config,
+            title=(f"{loss}  (floor: compute, 6 B^2 D FLOP forward + backward (2 passes x 2 B^2 D, "
+                   f"+ 2 B^2 D in pass 2); transcendentals/ordered pair (fused): 3 exp)"),
+            inputs=lambda shape, dtype, device: (make_inputs(shape, dtype, device), {}),
+            make_fn=functools.partial(make_fn, loss, compiled=compiled),
+            figures=lambda row: figures(row, device, args.min_run_time),
+            rate=lambda r: f"{r['pairs_per_s']:10.3e} pairs/s  {r['tflops']:8.4f} TFLOP/s",
+            csv_config=lambda r: {"D": r["size"].c, "pairs_per_s": float(f"{r['pairs_per_s']:.4g}"),
+                                  "tflops": float(f"{r['tflops']:.4g}"),
+                                  "mm_tflops": float(f"{r['mm_tflops']:.4g}")},
+        ))
+    return row_sets
+
+
+def print_table(rows):
+    H.print_square_table(rows, lead=[("size", "BxD", 9, "")], figures=[
+        ("pairs_per_s", "pairs/s", 10, ".3e"), ("tflops", "TFLOP/s", 8, ".4f"),
+        ("mm_tflops", "mmTF/s", 7, ".3f"), ("of_mm", "ofMM", 5, ".2f")])
+
+
+def main(argv=None) -> int:
+    return H.main_square(NAME, OP, build, SHAPES, QUICK, DTYPES, limits=LIMITS,
+                         print_table=print_table, x_label="rows", name_width=24,
+                         skipped={"liger": "Liger-Kernel has no circle or multi-similarity loss"},
+                         argv=argv)
 
 
 if __name__ == "__main__":

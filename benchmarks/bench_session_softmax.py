@@ -86,12 +86,9 @@ columns (``x_name`` B, ``gbps`` the floor above, ``copy_gbps`` and ``frac_of_cop
 set's settings, items/s and session statistics in ``extra_benchmark_config_str``).
 """
 
-import datetime
+import functools
 import math
-import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -114,8 +111,7 @@ JRC_ALPHA = 0.5
 SEED = 0
 # [B, B] providers: bytes per B^2 entry before any measurement, share of free memory they may take,
 # seconds per call they may take (quick, full).
-DEFAULT_B2_BYTES, MEM_SHARE, MAX_CALL_S = 32, 0.6, {True: 2.0, False: 30.0}
-BB_PROVIDERS = (H.EAGER, H.COMPILED)
+LIMITS = H.SquareLimits(default_bytes=32, mem_share=0.6, max_call_s={True: 2.0, False: 30.0})
 
 
 def bytes_per_item(loss: str, dtype: torch.dtype) -> int:
@@ -138,7 +134,8 @@ def power_law_sessions(b: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def make_inputs(loss: str, layout: str, b: int, dtype, device):
-    """(x, target, session_ids, stats): x is what gets differentiated (scores [B] or logits [B, 2])."""
+    """((x, target, session_ids), stats): x is what gets differentiated (scores [B] or logits
+    [B, 2]); stats: the number of sessions, their mean and largest size."""
     gen = torch.Generator().manual_seed(SEED + b)
     g = power_law_sessions(b, gen) if layout == "power_law" else None
     if loss == "jrc_loss":
@@ -156,7 +153,7 @@ def make_inputs(loss: str, layout: str, b: int, dtype, device):
         n = torch.unique(g, return_counts=True)[1]
         stats = {"sessions": int(n.numel()), "mean_session": round(b / n.numel(), 1),
                  "max_session": int(n.max())}
-    return (x.to(device, dtype), t.to(device), None if g is None else g.to(device), stats)
+    return (x.to(device, dtype), t.to(device), None if g is None else g.to(device)), stats
 
 
 def make_fn(loss: str, provider: str, compiled: dict):
@@ -164,7 +161,7 @@ def make_fn(loss: str, provider: str, compiled: dict):
     import fusedloss
     from fusedloss import reference as R
 
-    if provider in BB_PROVIDERS:
+    if provider in H.SQUARE_PROVIDERS:
         ref = {"listwise_rank_loss": R.listwise_rank_loss_reference,
                "listwise_distill_loss": R.listwise_distill_loss_reference,
                "jrc_loss": R.jrc_loss_reference}[loss]
@@ -184,203 +181,19 @@ def make_fn(loss: str, provider: str, compiled: dict):
     return lambda x, t, g: fusedloss.listwise_rank_loss(x, t, g, backend=backend)
 
 
-# --------------------------------------------------------------------------------------------
-# Too large / too slow: estimates from the largest smaller B measured
-
-
-def free_bytes(device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    with open("/proc/meminfo") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
-
-
-def too_large(calib: dict, key, b: int, device, quick: bool) -> str | None:
-    """Why a [B, B] provider is not run at ``b`` (None: run it). ``calib[key]`` = (B', MiB, ms)."""
-    prev = calib.get(key)
-    need = (prev[1] * 2**20 / prev[0] ** 2 if prev else DEFAULT_B2_BYTES) * b * b
-    free = free_bytes(device)
-    if need > MEM_SHARE * free:
-        return (f"the B x B provider needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free "
-                f"(limit {MEM_SHARE:.0%})")
-    if prev:
-        est_s = prev[2] * 1e-3 * (b / prev[0]) ** 2
-        if est_s > MAX_CALL_S[quick]:
-            return (f"~{est_s:.1f} s per call estimated (O(B^2) from {prev[2]:.1f} ms at "
-                    f"B={prev[0]}; limit {MAX_CALL_S[quick]:g} s{' with --quick' if quick else ''})")
-    return None
-
-
-def is_oom(exc: BaseException) -> bool:
-    msg = str(exc).lower()
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in msg \
-        or "can't allocate memory" in msg
-
-
-# --------------------------------------------------------------------------------------------
-# Running
-
-
-def run_row_set(rows, loss, layout, providers, sizes, dtypes, device, args, errors, compiled,
-                deadline):
-    """Measure every provider at every (dtype, B); appends result dicts to ``rows`` as it goes."""
-    name = f"{loss}/{layout}"
-    calib = {}  # (provider, dtype) -> (B, peak MiB, ms) of the [B, B] providers
-    for dtype in dtypes:
-        low = dtype in (torch.float16, torch.bfloat16)
-        tol = H.CHECK_TOL_LOW if low else H.CHECK_TOL.get(dtype, 1e-3)
-        for b in sizes:
-            if time.monotonic() > deadline:
-                errors.append(f"{name} {H._dtype_name(dtype)} B={b}: not run (--time-budget "
-                              f"{args.time_budget:g} s spent)")
-                print(f"   {errors[-1]}", flush=True)
-                continue
-            x, t, g, stats = make_inputs(loss, layout, b, dtype, device)
-            ref, group = None, []  # group: the timed rows of this (dtype, B)
-            for provider in providers:
-                label = f"{name} {provider} {H._dtype_name(dtype)} B={b}"
-                base = {"provider": provider, "dtype": dtype, "B": b, "ms": None, **stats}
-                if provider in BB_PROVIDERS:
-                    why = too_large(calib, (provider, dtype), b, device, args.quick)
-                    if why:
-                        print(f".. {label}: not run: {why}", flush=True)
-                        rows.append({**base, "check": "not run", "note": f"not run: {why}"})
-                        continue
-                fn = make_fn(loss, provider, compiled)
-                leaf = x.detach().clone().requires_grad_(True)
-
-                def step(fn=fn, leaf=leaf, t=t, g=g):
-                    leaf.grad = None
-                    out = fn(leaf, t, g)
-                    out.backward()
-                    return out
-
-                try:
-                    loss_v = step().detach()  # warm-up: compiles (torch.compile, Triton JIT)
-                    H._sync(device)
-                    grad = leaf.grad.detach().clone()
-                    if ref is None:
-                        ref, check = (provider, loss_v, grad), "ref"
-                    else:
-                        err = max(H._rel_err(loss_v, ref[1]), H._rel_err(grad, ref[2]))
-                        check = "ok" if err <= tol else f"MISMATCH {err:.1e}"
-                        if check != "ok":
-                            errors.append(f"{label}: result differs from {ref[0]} by {err:.2e} "
-                                          f"(tol {tol:g})")
-                    del loss_v, grad
-                    mem = H.peak_extra_mb(step, device)
-                    ms, load = H.timed(step, device, args.min_run_time, (leaf,))
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:  # reported in the table; the other providers still run
-                    oom = is_oom(exc)
-                    what = "OOM" if oom else f"failed: {type(exc).__name__}: {str(exc)[:160]}"
-                    print(f".. {label}: {what}", flush=True)
-                    rows.append({**base, "check": "OOM" if oom else "failed", "note": what})
-                    if not oom:
-                        errors.append(f"{label}: {what}")
-                        if args.verbose:
-                            traceback.print_exc()
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    continue
-                finally:
-                    leaf.grad = None
-                if provider in BB_PROVIDERS:
-                    calib[(provider, dtype)] = (b, mem, ms[0])
-                row = {**base, "ms": ms, "peak_extra_mb": mem, "items_per_s": b / (ms[0] * 1e-3),
-                       "gbps": bytes_per_item(loss, dtype) * b / (ms[0] * 1e-3) / 1e9,
-                       "check": check, "other_load": load, "ref": ref[0]}
-                group.append(row)
-                rows.append(row)
-                print(f".. {name:<34} {H._dtype_name(dtype):<8} B={b:<8} {provider:<18} "
-                      f"{ms[0]:10.3f} ms  {row['items_per_s']:10.3e} items/s  {mem:9.2f} MiB  "
-                      f"{check}  other load {H._fmt(load, '.2f')}", flush=True)
-            timed_ms = {r["provider"]: r["ms"][0] for r in group}
-            for r in group:  # speedups within (dtype, B)
-                r["speedup_vs_eager"] = (timed_ms[H.EAGER] / r["ms"][0]
-                                         if H.EAGER in timed_ms else None)
-                r["speedup_vs_compile"] = (timed_ms[H.COMPILED] / r["ms"][0]
-                                           if H.COMPILED in timed_ms else None)
-
-
-def print_header(loss, layout, providers, skipped, config):
+def title(loss, layout) -> str:
+    """The row set's header: its memory floor and transcendentals."""
     floor = bytes_per_item(loss, torch.float32)
     transc = {"listwise_rank_loss": "2 exp + 1 log per session",
               "listwise_distill_loss": "2 exp + 2 log, + 1 log per session",
               "jrc_loss": "~6 exp + 1 log"}[loss]
-    print(f"\n### {loss}/{layout}  (floor: {floor} B/item full fp32; transcendentals/item "
-          f"(fused): {transc}; the B x B providers: ~2 B exp/item)")
-    print(f"config: {config}")
-    print(f"providers: {', '.join(providers)}")
-    for provider, why in skipped.items():
-        print(f"skipped {provider}: {why}")
-    sys.stdout.flush()
+    return (f"{loss}/{layout}  (floor: {floor} B/item full fp32; transcendentals/item "
+            f"(fused): {transc}; the B x B providers: ~2 B exp/item)")
 
 
 def print_table(rows):
-    if not rows:
-        print("(no rows)")
-        return
-    head = (f"{'dtype':<8} {'B':>7} {'sessions':>8} {'provider':<18} {'ms p50':>10} {'p20':>10} "
-            f"{'p80':>10} {'items/s':>10} {'GB/s':>8} {'peakMiB':>9} {'xEager':>7} "
-            f"{'xCompile':>8} {'busy':>5}  check")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        lead = (f"{H._dtype_name(r['dtype']):<8} {r['B']:>7} {r['sessions']:>8} "
-                f"{r['provider']:<18} ")
-        if not r["ms"]:
-            print(lead + r["note"])
-            continue
-        print(lead + f"{r['ms'][0]:>10.3f} {r['ms'][1]:>10.3f} {r['ms'][2]:>10.3f} "
-              f"{r['items_per_s']:>10.3e} {r['gbps']:>8.3g} {r['peak_extra_mb']:>9.2f} "
-              f"{H._fmt(r.get('speedup_vs_eager'), '.2f'):>7} "
-              f"{H._fmt(r.get('speedup_vs_compile'), '.2f'):>8} {H._fmt(r['other_load'], '.2f'):>5}  "
-              f"{r['check']}")
-    sys.stdout.flush()
-
-
-def write_csv(path: Path, kernel: str, rows, meta, config) -> Path:
-    """Append timed rows in the harness's columns (``x_name`` B; see the module docstring)."""
-    import csv
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), None)
-        if header and tuple(header) != H.CSV_COLUMNS:
-            path = path.with_name(f"{path.stem}.{meta['timestamp'].replace(':', '')}.csv")
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=H.CSV_COLUMNS)
-        if new:
-            w.writeheader()
-        for r in rows:
-            if not r["ms"]:
-                continue
-            cfg = {**config, "dtype": H._dtype_name(r["dtype"]), "sessions": r["sessions"],
-                   "mean_session": r["mean_session"], "max_session": r["max_session"],
-                   "items_per_s": float(f"{r['items_per_s']:.4g}"), "check_ref": r["ref"]}
-            w.writerow({
-                "kernel_name": kernel, "kernel_provider": r["provider"],
-                "kernel_operation_mode": "full", "metric_name": "speed", "metric_unit": "ms",
-                "x_name": "B", "x_label": "items", "x_value": r["B"],
-                "y_value_50": f"{r['ms'][0]:.6g}", "y_value_20": f"{r['ms'][1]:.6g}",
-                "y_value_80": f"{r['ms'][2]:.6g}",
-                "extra_benchmark_config_str": json.dumps(cfg, sort_keys=True),
-                "device_name": meta["device_name"], "timestamp": meta["timestamp"],
-                "fusedloss_version": meta["fusedloss"], "torch": meta["torch"],
-                "triton": meta["triton"], "git_sha": meta["git_sha"],
-                "dtype": H._dtype_name(r["dtype"]), "peak_extra_mb": f"{r['peak_extra_mb']:.4g}",
-                "gbps": f"{r['gbps']:.4g}", "copy_gbps": "", "frac_of_copy": "",
-                "speedup_vs_eager": H._csv_num(r.get("speedup_vs_eager")),
-                "speedup_vs_compile": H._csv_num(r.get("speedup_vs_compile")),
-                "check": r["check"], "other_load": H._csv_num(r["other_load"]),
-            })
-    return path
+    H.print_square_table(rows, lead=[("size", "B", 7, ""), ("sessions", "sessions", 8, "")],
+                         figures=[("items_per_s", "items/s", 10, ".3e"), ("gbps", "GB/s", 8, ".3g")])
 
 
 def config_of(loss, layout, extra):
@@ -399,76 +212,34 @@ def config_of(loss, layout, extra):
     return cfg
 
 
-def main(argv=None) -> int:
-    args = H.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but torch.cuda.is_available() is False "
-              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
-        return 2
-    device = torch.device(args.device)
-    H._wait_budget[0] = args.wait_quiet
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    meta = {**H.versions(), "device_name": H.device_name(device), "git_sha": H.git_sha(),
-            "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    extra = {}
-    if device.type == "cpu":
-        extra = {"num_threads": torch.get_num_threads(),
-                 "loadavg_1m": round(os.getloadavg()[0], 2)}
-        print(f"device: {meta['device_name']} ({extra['num_threads']} threads, load average "
-              f"{extra['loadavg_1m']:.2f} over {os.cpu_count()} cpus)")
-    else:
-        print(f"device: {meta['device_name']} ({device})")
-    print(f"torch {meta['torch']}  triton {meta['triton']}  fusedloss {meta['fusedloss']}  "
-          f"git {meta['git_sha']}  TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '')!r}")
-    deadline = time.monotonic() + args.time_budget if args.time_budget else math.inf
+def figures(loss: str, row) -> dict:
+    """items/s and the floor's GB/s of a timed row."""
+    b, s = row["size"], row["ms"][0] * 1e-3
+    return {"items_per_s": b / s, "gbps": bytes_per_item(loss, row["dtype"]) * b / s / 1e9}
 
-    fused, skipped = H.fused_providers(device, OP)
-    skipped["liger"] = "Liger-Kernel has no listwise, listwise-distillation or JRC loss"
-    providers = [H.EAGER, H.COMPILED] + fused
-    only = {p for p in args.providers.split(",") if p}
-    if only:
-        providers = [p for p in providers if p in only]
-    sizes = (QUICK if args.quick else SIZES)[device.type]
-    dev_slug = H.slug(meta["device_name"])
-    print(f"\n## {NAME} on {meta['device_name']} ({'quick' if args.quick else 'full'} run; "
-          f"lines starting '..' are progress)")
-    errors, compiled, written, n_rows, n_busy = [], {}, None, 0, 0
-    for loss, layout in ROW_SETS:
-        config = config_of(loss, layout, {**extra, "quick": args.quick})
-        print_header(loss, layout, providers, skipped, config)
-        rows, interrupted = [], False
-        try:
-            run_row_set(rows, loss, layout, providers, sizes, DTYPES[device.type], device, args,
-                        errors, compiled, deadline)
-        except KeyboardInterrupt:  # e.g. `timeout -s INT`: stop, report what was measured
-            errors.append(f"interrupted during {loss}/{layout}; later rows not run")
-            print(f"\n{errors[-1]}", flush=True)
-            interrupted = True
-        print_table(rows)
-        timed_rows = [r for r in rows if r["ms"]]
-        n_rows += len(timed_rows)
-        n_busy += sum(1 for r in timed_rows
-                      if r["other_load"] is not None and r["other_load"] > H.BUSY_CORES)
-        if not args.no_save and timed_rows:
-            written = write_csv(args.out / f"{dev_slug}.csv", f"{loss}_{layout}", rows, meta,
-                                config)
-        if interrupted:
-            break
-    if device.type == "cpu":
-        print(f"\n{n_busy} of {n_rows} timings ran while other processes used more than "
-              f"{H.BUSY_CORES} cores ('busy' column); {args.wait_quiet - H._wait_budget[0]:.0f} s "
-              f"of the {args.wait_quiet:.0f} s --wait-quiet budget were spent waiting")
-    if written:
-        print(f"\nCSV: {written}")
-    if errors:
-        print(f"\n{len(errors)} problem(s):")
-        for e in errors:
-            print(f"  - {e}")
-        return 1
-    return 0
+
+def build(device, args, extra) -> list:
+    """The row sets of ``ROW_SETS``; the two layouts of a loss share its compiled reference."""
+    compiled = {}
+    return [H.SquareRowSet(
+        name=f"{loss}/{layout}", kernel=f"{loss}_{layout}", title=title(loss, layout),
+        config=config_of(loss, layout, {**extra, "quick": args.quick}),
+        inputs=functools.partial(make_inputs, loss, layout),
+        make_fn=functools.partial(make_fn, loss, compiled=compiled),
+        figures=functools.partial(figures, loss),
+        rate=lambda r: f"{r['items_per_s']:10.3e} items/s",
+        csv_config=lambda r: {"sessions": r["sessions"], "mean_session": r["mean_session"],
+                              "max_session": r["max_session"],
+                              "items_per_s": float(f"{r['items_per_s']:.4g}")},
+    ) for loss, layout in ROW_SETS]
+
+
+def main(argv=None) -> int:
+    return H.main_square(
+        NAME, OP, build, SIZES, QUICK, DTYPES, limits=LIMITS, print_table=print_table,
+        x_label="items", name_width=34,
+        skipped={"liger": "Liger-Kernel has no listwise, listwise-distillation or JRC loss"},
+        argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared test machinery: seeds, the device list, the interpreter guard, input builders, canaries.
+"""Shared test machinery: seeds, the device list, the interpreter guard, the (device, backend) case
+lists, input builders, canaries.
 
 Helpers are plain functions imported by the test modules (``from conftest import make_inputs``);
 pytest puts ``tests/`` on ``sys.path`` for its rootdir conftest.
@@ -81,6 +82,39 @@ def fused_backends_for(device) -> list[str]:
     return [b for b in backends_for(device) if b != "reference"]
 
 
+# (device, backend) pairs: every explicit backend on every device, and the fused ones only
+ALL = [(d, b) for d in DEVICES for b in backends_for(d)]
+FUSED = [(d, b) for d in DEVICES for b in fused_backends_for(d)]
+
+
+def interpreted(device, backend) -> bool:
+    """Whether ``backend`` on ``device`` is the Triton interpreter (~ms per program, one core)."""
+    return backend == "triton" and torch.device(device).type == "cpu"
+
+
+def backend_cases(full, subset, pairs=ALL):
+    """(device, backend, *case): ``full`` everywhere but the interpreter, which gets ``subset``."""
+    out = []
+    for device, backend in pairs:
+        for c in subset if interpreted(device, backend) else full:
+            out.append((device, backend) + (tuple(c) if isinstance(c, tuple) else (c,)))
+    return out
+
+
+def param_id(v):
+    """pytest ids: a dtype by its name, a dict of keyword arguments as ``k=v-...`` (a callable value
+    by its ``__name__``; ``default`` if empty); anything else left to pytest."""
+    if isinstance(v, torch.dtype):
+        return str(v).replace("torch.", "")
+    if isinstance(v, dict):
+        return "-".join(f"{k}={getattr(v2, '__name__', v2)}" for k, v2 in v.items()) or "default"
+    return None
+
+
+# arbitrary int64 ids (labels, sessions): the extremes, negative, zero (compared for equality only)
+ID_POOL = [-(2**63), 2**63 - 1, -1, 0, 7, -123456789012345, 2**40 + 3, 42]
+
+
 def make_logits(shape, dtype=torch.float64, device="cpu", scale=3.0) -> torch.Tensor:
     """Fresh ``randn * scale`` logits in ``dtype`` (rounded from fp64). Never all zeros."""
     x = torch.randn(shape, dtype=torch.float64) * scale
@@ -155,6 +189,17 @@ def make_weight(spec, shape, dtype=torch.float64, device="cpu"):
     if spec == "allzero":
         return torch.zeros(shape, dtype=dtype, device=device)
     raise AssertionError(spec)
+
+
+def loss_and_grad(loss_of, x, go=None):
+    """(loss, d loss/dx . go, go) of ``loss_of(x)``, with ``x`` itself the leaf (its strides are
+    kept); ``go``, the grad_output, is drawn around 2 after the forward unless given."""
+    xl = x.detach().requires_grad_()
+    loss = loss_of(xl)
+    if go is None:
+        go = (torch.randn((), dtype=torch.float64) + 2.0).to(loss.device, loss.dtype)
+    (g,) = torch.autograd.grad(loss, xl, go)
+    return loss.detach(), g, go
 
 
 def canary(t: torch.Tensor, margin: int = 67):

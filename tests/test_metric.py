@@ -27,7 +27,20 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, NEEDS_CUDA, backends_for, canary, fused_backends_for, lowp_bound
+from conftest import (
+    ALL,
+    DEVICES,
+    FUSED,
+    ID_POOL,
+    NEEDS_CUDA,
+    backend_cases,
+    backends_for,
+    canary,
+    interpreted,
+    loss_and_grad,
+    lowp_bound,
+    param_id,
+)
 
 import fusedloss
 from fusedloss import nn as fl_nn
@@ -42,9 +55,6 @@ RTOL64, ATOL64 = 1e-10, 1e-12
 # and sums of B terms in another order than torch's matmul; fp16/bf16 one rounding of fp32 work
 LOWP_FACTOR = {torch.float32: 16.0, torch.float16: 2.0, torch.bfloat16: 2.0}
 
-ALL = [(d, b) for d in DEVICES for b in backends_for(d)]
-FUSED = [(d, b) for d in DEVICES for b in fused_backends_for(d)]
-
 # per kind: the defaults (spec 6.2 / 6.3) and non-default settings
 PARAMS = {
     "circle": [{}, dict(margin=0.4, gamma=8.0), dict(margin=-0.1, gamma=64.0), dict(margin=0.0, gamma=1.0)],
@@ -53,32 +63,9 @@ PARAMS = {
 }
 
 
-def interpreted(device, backend) -> bool:
-    return backend == "triton" and torch.device(device).type == "cpu"
-
-
-def _cases(full, subset, pairs=ALL):
-    """(device, backend, *case): ``full`` everywhere but the interpreter, which gets ``subset``."""
-    out = []
-    for device, backend in pairs:
-        for c in subset if interpreted(device, backend) else full:
-            out.append((device, backend) + (tuple(c) if isinstance(c, tuple) else (c,)))
-    return out
-
-
-def ids(v):
-    if isinstance(v, torch.dtype):
-        return str(v).replace("torch.", "")
-    if isinstance(v, dict):
-        return "-".join(f"{k}={v2}" for k, v2 in v.items()) or "default"
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # input builders
 # ----------------------------------------------------------------------------------------------
-
-_ID_POOL = [-(2**63), 2**63 - 1, -1, 0, 7, -123456789012345, 2**40 + 3, 42]
 
 
 def make_labels(b, kind="few", device="cpu"):
@@ -94,7 +81,7 @@ def make_labels(b, kind="few", device="cpu"):
     elif kind == "bool":
         y = torch.randint(0, 2, (b,)).bool()
     elif kind == "extreme":
-        y = torch.tensor(_ID_POOL[:4], dtype=torch.int64)[torch.randint(0, 4, (b,))]
+        y = torch.tensor(ID_POOL[:4], dtype=torch.int64)[torch.randint(0, 4, (b,))]
     else:
         y = torch.randint(0, 5, (b,))
         if kind == "int32":
@@ -219,12 +206,7 @@ def call(kind, backend, e, labels, sid=None, **kw):
 
 def forward_backward(kind, backend, e, labels, sid, go=None, **kw):
     """(loss, d loss/d e . go, go); e itself is the leaf (its strides are kept)."""
-    el = e.detach().requires_grad_()
-    loss = call(kind, backend, el, labels, sid, **kw)
-    if go is None:
-        go = (torch.randn((), dtype=torch.float64) + 2.0).to(loss.device, loss.dtype)
-    (g,) = torch.autograd.grad(loss, el, go)
-    return loss.detach(), g, go
+    return loss_and_grad(lambda el: call(kind, backend, el, labels, sid, **kw), e, go)
 
 
 def assert_matches_reference(kind, backend, e, labels, sid, **kw):
@@ -281,7 +263,7 @@ SPEC_CASES = [
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("cfg", SPEC_CASES, ids=ids)
+@pytest.mark.parametrize("cfg", SPEC_CASES, ids=param_id)
 def test_reference_is_the_spec(kind, cfg):
     c = Case(cfg, kind)
     go = torch.tensor(1.3, dtype=torch.float64)
@@ -320,7 +302,7 @@ def test_reference_circle_gradient_closed_form():
 
 @pytest.mark.parametrize("cfg", [dict(b=6, d=3), dict(b=7, d=4, sessions="random", p=1),
                                  dict(b=5, d=2, labels="one", p=2), dict(b=6, d=3, labels="float", p=3)],
-                         ids=ids)
+                         ids=param_id)
 def test_reference_ms_easyrec_bug_is_the_spec(cfg):
     # EasyRec's as-coded loss (the [B, B, B] broadcast) against the spec's triple loop; its a = c
     # slice is the intended loss; the two differ; the public flag runs it on 'auto' / 'reference'
@@ -415,7 +397,7 @@ INTERP = {
 }
 
 
-@pytest.mark.parametrize("device, backend, name", _cases(list(MAIN), list(INTERP)))
+@pytest.mark.parametrize("device, backend, name", backend_cases(list(MAIN), list(INTERP)))
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_reference(device, backend, name, kind):
     cfg = (INTERP if interpreted(device, backend) else MAIN)[name]
@@ -438,9 +420,9 @@ LOWP_NAMES = ["base", "p1-sessions", "p2", "labels-one-sessions", "normed", "d33
 LOWP_INTERP = ["base", "p2", "normed", "d300"]
 
 
-@pytest.mark.parametrize("device, backend, name", _cases(LOWP_NAMES, LOWP_INTERP))
+@pytest.mark.parametrize("device, backend, name", backend_cases(LOWP_NAMES, LOWP_INTERP))
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("dtype", LOWP, ids=ids)
+@pytest.mark.parametrize("dtype", LOWP, ids=param_id)
 def test_low_precision(device, backend, name, kind, dtype):
     cfg = (INTERP if interpreted(device, backend) else MAIN)[name]
     c = Case(cfg, kind, dtype, device)
@@ -472,7 +454,7 @@ def test_float_and_bool_ids_are_equality_classes(device, backend, kind):
         torch.testing.assert_close(got, base, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=param_id)
 @pytest.mark.parametrize("kind", KINDS)
 def test_cpu_isa_variants_match_reference(monkeypatch, dtype, kind):
     # FUSEDLOSS_CPU_ISA lowers the vector loop the C++ kernel picks (asking above the CPU gives the

@@ -22,7 +22,21 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICES, NEEDS_CUDA, backends_for, canary, fused_backends_for, lowp_bound
+from conftest import (
+    ALL,
+    DEVICES,
+    FUSED,
+    ID_POOL,
+    NEEDS_CUDA,
+    backend_cases,
+    backends_for,
+    canary,
+    fused_backends_for,
+    interpreted,
+    loss_and_grad,
+    lowp_bound,
+    param_id,
+)
 
 import fusedloss
 from fusedloss import nn as fl_nn
@@ -35,8 +49,6 @@ RTOL64, ATOL64 = 1e-10, 1e-12
 # ulps of the largest magnitude allowed on top of twice torch's own error (lowp_bound)
 LOWP_FACTOR = {torch.float32: 16.0, torch.float16: 2.0, torch.bfloat16: 2.0}
 
-ALL = [(d, b) for d in DEVICES for b in backends_for(d)]
-FUSED = [(d, b) for d in DEVICES for b in fused_backends_for(d)]
 FNS = {
     "rank": fusedloss.listwise_rank_loss,
     "distill": fusedloss.listwise_distill_loss,
@@ -45,33 +57,9 @@ FNS = {
 INF = float("inf")
 
 
-def interpreted(device, backend) -> bool:
-    return backend == "triton" and torch.device(device).type == "cpu"
-
-
-def _cases(full, subset, pairs=ALL):
-    """(device, backend, *case): ``full`` everywhere but the interpreter, which gets ``subset``."""
-    out = []
-    for device, backend in pairs:
-        for c in subset if interpreted(device, backend) else full:
-            out.append((device, backend) + (tuple(c) if isinstance(c, tuple) else (c,)))
-    return out
-
-
-def ids(v):
-    if isinstance(v, torch.dtype):
-        return str(v).replace("torch.", "")
-    if isinstance(v, dict):
-        return "-".join(f"{k}={getattr(v2, '__name__', v2)}" for k, v2 in v.items()) or "default"
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # input builders
 # ----------------------------------------------------------------------------------------------
-
-# arbitrary session values: the int64 extremes, negative, zero (compared for equality only)
-_ID_POOL = [-(2**63), 2**63 - 1, -1, 0, 7, -123456789012345, 2**40 + 3, 42]
 
 
 def make_scores(b, dtype=torch.float64, device="cpu", scale=2.0, cols=None):
@@ -99,9 +87,9 @@ def make_sessions(kind, b, device="cpu"):
         ids_ = ids_[torch.randperm(b)]
     else:
         n = max(1, b // 5)
-        pool = torch.tensor(_ID_POOL, dtype=torch.int64)
-        if n > len(_ID_POOL):
-            pool = torch.cat([pool, torch.randint(-(2**62), 2**62, (n - len(_ID_POOL),))])
+        pool = torch.tensor(ID_POOL, dtype=torch.int64)
+        if n > len(ID_POOL):
+            pool = torch.cat([pool, torch.randint(-(2**62), 2**62, (n - len(ID_POOL),))])
         ids_ = pool[:n][torch.randint(0, n, (b,))]
         if kind == "int32":
             ids_ = (ids_ % 1000003 - 500000).to(torch.int32)
@@ -286,12 +274,7 @@ def call(name, backend, x, y, sid, **kw):
 
 def forward_backward(name, backend, x, y, sid, go=None, **kw):
     """(loss, d loss/dx . go, go); x itself is the leaf (its strides are kept)."""
-    xl = x.detach().requires_grad_()
-    loss = call(name, backend, xl, y, sid, **kw)
-    if go is None:
-        go = (torch.randn((), dtype=torch.float64) + 2.0).to(loss.device, loss.dtype)
-    (g,) = torch.autograd.grad(loss, xl, go)
-    return loss.detach(), g, go
+    return loss_and_grad(lambda xl: call(name, backend, xl, y, sid, **kw), x, go)
 
 
 def assert_matches_reference(name, backend, x, y, sid, **kw):
@@ -354,7 +337,7 @@ def _listwise_inputs(name, cfg, device="cpu", dtype=torch.float64):
     return x, y, make_sessions(cfg.get("sessions", "random"), b, device)
 
 
-@pytest.mark.parametrize("name, cfg, kw", LISTWISE_SPEC_CASES, ids=ids)
+@pytest.mark.parametrize("name, cfg, kw", LISTWISE_SPEC_CASES, ids=param_id)
 def test_reference_listwise_is_the_spec(name, cfg, kw):
     x, y, sid = _listwise_inputs(name, cfg)
     go = torch.tensor(1.7, dtype=torch.float64)
@@ -422,7 +405,7 @@ JRC_SPEC_CASES = [
 
 
 @pytest.mark.parametrize("same_label_loss", [True, False])
-@pytest.mark.parametrize("cfg", JRC_SPEC_CASES, ids=ids)
+@pytest.mark.parametrize("cfg", JRC_SPEC_CASES, ids=param_id)
 def test_reference_jrc_is_the_spec(cfg, same_label_loss):
     b = cfg["b"]
     z = make_scores(b, cols=2)
@@ -560,7 +543,7 @@ def _listwise_case(cfg_name, device, dtype, interp):
     return name, x, y, sid, kw
 
 
-@pytest.mark.parametrize("device, backend, cfg_name", _cases(list(MAIN), list(INTERP)))
+@pytest.mark.parametrize("device, backend, cfg_name", backend_cases(list(MAIN), list(INTERP)))
 def test_listwise_matches_reference(device, backend, cfg_name):
     name, x, y, sid, kw = _listwise_case(cfg_name, device, torch.float64, interpreted(device, backend))
     loss, g = assert_matches_reference(name, backend, x, y, sid, **kw)
@@ -577,8 +560,8 @@ LOWP_NAMES = ["rank-base", "rank-logits-T2", "rank-huge-session", "distill-base"
 LOWP_INTERP = ["rank-base", "rank-logits-T2", "distill-base"]
 
 
-@pytest.mark.parametrize("device, backend, cfg_name", _cases(LOWP_NAMES, LOWP_INTERP))
-@pytest.mark.parametrize("dtype", LOWP, ids=ids)
+@pytest.mark.parametrize("device, backend, cfg_name", backend_cases(LOWP_NAMES, LOWP_INTERP))
+@pytest.mark.parametrize("dtype", LOWP, ids=param_id)
 def test_listwise_low_precision(device, backend, cfg_name, dtype):
     name, x, y, sid, kw = _listwise_case(cfg_name, device, dtype, interpreted(device, backend))
     assert_matches_reference(name, backend, x, y, sid, **kw)
@@ -643,7 +626,7 @@ def _jrc_case(cfg, device, dtype=torch.float64):
 
 
 def _jrc_cases(pairs=ALL):
-    return [(d, b, n, sll) for d, b, n in _cases(list(JRC_MAIN), list(JRC_INTERP), pairs)
+    return [(d, b, n, sll) for d, b, n in backend_cases(list(JRC_MAIN), list(JRC_INTERP), pairs)
             for sll in (True, False)]
 
 
@@ -662,9 +645,9 @@ JRC_LOWP_INTERP = ["base", "w-neg"]
 
 
 @pytest.mark.parametrize("device, backend, cfg_name",
-                         _cases(JRC_LOWP, JRC_LOWP_INTERP))
+                         backend_cases(JRC_LOWP, JRC_LOWP_INTERP))
 @pytest.mark.parametrize("same_label_loss", [True, False])
-@pytest.mark.parametrize("dtype", LOWP, ids=ids)
+@pytest.mark.parametrize("dtype", LOWP, ids=param_id)
 def test_jrc_low_precision(device, backend, cfg_name, same_label_loss, dtype):
     cfg = (JRC_INTERP if interpreted(device, backend) else JRC_MAIN)[cfg_name]
     z, y, sid, kw = _jrc_case(cfg, device, dtype)
@@ -677,7 +660,7 @@ def test_jrc_low_precision(device, backend, cfg_name, same_label_loss, dtype):
 
 
 @pytest.mark.parametrize("device, backend", ALL)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=param_id)
 def test_empty_is_nan(device, backend, dtype):
     # B = 0: EasyRec's mean over no session (listwise) / of an empty GE (JRC) is NaN; backward runs
     # and returns an empty gradient
