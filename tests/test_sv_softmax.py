@@ -31,14 +31,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    ALL,
     DEVICES,
+    FUSED,
     NEEDS_CUDA,
     OpRecorder,
-    backends_for,
+    backend_cases,
     canary,
     fused_backends_for,
     fusedloss_ops_called,
+    interpreted,
     lowp_bound,
+    param_id,
 )
 
 import fusedloss
@@ -51,31 +55,6 @@ LOWP = [torch.float32, torch.float16, torch.bfloat16]
 # float64 against the float64 reference: only the order of summation differs.
 RTOL64, ATOL64 = 1e-10, 1e-12
 GAP_LOWP = 1e-4  # low-precision inputs keep every negative this far from the hard boundary
-
-ALL = [(d, b) for d in DEVICES for b in backends_for(d)]
-FUSED = [(d, b) for d in DEVICES for b in fused_backends_for(d)]
-
-
-def interpreted(device, backend) -> bool:
-    return backend == "triton" and torch.device(device).type == "cpu"
-
-
-def _cases(full, subset, pairs=FUSED):
-    """(device, backend, *case): ``full`` everywhere but the interpreter, which gets ``subset``."""
-    out = []
-    for device, backend in pairs:
-        for c in subset if interpreted(device, backend) else full:
-            out.append((device, backend) + (tuple(c) if isinstance(c, tuple) else (c,)))
-    return out
-
-
-def ids(v):
-    if isinstance(v, torch.dtype):
-        return str(v).replace("torch.", "")
-    if isinstance(v, dict):
-        return "-".join(f"{k}={v2}" for k, v2 in v.items()) or "default"
-    return None
-
 
 # ----------------------------------------------------------------------------------------------
 # input builders
@@ -393,7 +372,7 @@ REF_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("cfg", REF_CONFIGS, ids=ids)
+@pytest.mark.parametrize("cfg", REF_CONFIGS, ids=param_id)
 def test_reference_is_the_direct_formula(cfg):
     c = build(cfg)
     if cfg["b"] > 2:
@@ -439,7 +418,7 @@ def test_reference_t1_is_torch_cross_entropy(normed):
     dict(b=5, d=3, k=2),
     dict(b=5, d=4, k=4, shifts="all", normed=True, weights="Bzeros", reduction="mean"),
     dict(b=6, d=3, k=3, shifts="dups", weights="B", reduction="sum", t=2.0),
-], ids=ids)
+], ids=param_id)
 def test_reference_gradcheck(cfg):
     # (no zero row: a 1e-6 step from a zero row lands on l2n's clamp kink at norm 1e-6; the clamp's
     # gradient is checked against F.normalize's autograd in test_reference_is_the_direct_formula)
@@ -531,7 +510,7 @@ INTERP = {
 }
 
 
-@pytest.mark.parametrize("device, backend, name", _cases(list(MAIN), list(INTERP), ALL))
+@pytest.mark.parametrize("device, backend, name", backend_cases(list(MAIN), list(INTERP), ALL))
 def test_matches_reference(device, backend, name):
     cfg = (INTERP if interpreted(device, backend) else MAIN)[name]
     c = build(cfg, torch.float64, device)
@@ -566,8 +545,8 @@ def _lowp_cfg(name, interp):
     return cfg
 
 
-@pytest.mark.parametrize("device, backend, name", _cases(LOWP_NAMES, LOWP_INTERP, ALL))
-@pytest.mark.parametrize("dtype", LOWP, ids=ids)
+@pytest.mark.parametrize("device, backend, name", backend_cases(LOWP_NAMES, LOWP_INTERP, ALL))
+@pytest.mark.parametrize("dtype", LOWP, ids=param_id)
 def test_low_precision(device, backend, name, dtype):
     cfg = _lowp_cfg(name, interpreted(device, backend))
     if name == "zero_rows" and dtype == torch.float16:
@@ -579,7 +558,7 @@ def test_low_precision(device, backend, name, dtype):
 
 
 @pytest.mark.parametrize("device, backend", FUSED)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=param_id)
 def test_large_d(device, backend, dtype):
     # D = 1100 (interpreter) / 2100: longer than one Triton D chunk (the looped path) and several
     # CPU tiles; fp32 with the default low-precision bound, fp64 tight.
@@ -589,7 +568,7 @@ def test_large_d(device, backend, dtype):
 
 
 @pytest.mark.parametrize("device, backend", ALL)
-@pytest.mark.parametrize("wdtype", [torch.float64, torch.float16, torch.bfloat16], ids=ids)
+@pytest.mark.parametrize("wdtype", [torch.float64, torch.float16, torch.bfloat16], ids=param_id)
 def test_weights_of_another_dtype(device, backend, wdtype):
     # a weights tensor of any float dtype is taken in the accumulation dtype (fp32 here)
     c = build(dict(b=13, d=8, k=3, weights="B"), torch.float32, device)
@@ -618,7 +597,7 @@ def test_many_rows_and_thread_count(device, backend):
     assert torch.equal(loss1, loss) and torch.equal(gu1, gu) and torch.equal(gi1, gi)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=param_id)
 @pytest.mark.parametrize("normed", [False, True])
 def test_cpu_isa_variants_match_reference(monkeypatch, dtype, normed):
     # FUSEDLOSS_CPU_ISA lowers the vector loop the C++ kernel picks (asking above the CPU gives the
@@ -886,7 +865,7 @@ def test_module_draws_from_global_rng():
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice encountered")  # the Triton interpreter's numpy max
 @pytest.mark.parametrize("device, backend", ALL)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=param_id)
 def test_nan_in_a_kept_row_gives_zero(device, backend, dtype):
     c = build(dict(b=9, d=6, k=3, weights="B"), dtype, device)
     assert bool(c.kept[0])
@@ -1204,7 +1183,7 @@ def _opcheck_cases():
     return out
 
 
-@pytest.mark.parametrize("device, backend, cfg, requires_grad, compute_grad", _opcheck_cases(), ids=ids)
+@pytest.mark.parametrize("device, backend, cfg, requires_grad, compute_grad", _opcheck_cases(), ids=param_id)
 def test_opcheck(device, backend, cfg, requires_grad, compute_grad):
     args = raw_args(device, torch.float32, **cfg, requires_grad=requires_grad, compute_grad=compute_grad)
     torch.library.opcheck(_op(backend), args)
@@ -1235,7 +1214,7 @@ def test_compute_grad_false_with_requires_grad_raises(device, backend):
 
 
 @pytest.mark.parametrize("device, backend", FUSED)
-@pytest.mark.parametrize("cfg", _RAW_CONFIGS + [dict(b=0, shifts=[1, 2]), dict(labels="drop_all")], ids=ids)
+@pytest.mark.parametrize("cfg", _RAW_CONFIGS + [dict(b=0, shifts=[1, 2]), dict(labels="drop_all")], ids=param_id)
 def test_raw_op_outputs(device, backend, cfg):
     # (loss, grad_user, grad_item, scale): 0-d loss in the input's dtype; the gradients of
     # sum_i w_i loss_i (kept rows), unscaled, in the input's dtype; 0-d scale in the accumulation
