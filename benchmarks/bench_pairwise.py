@@ -3,8 +3,8 @@
     python benchmarks/bench_pairwise.py [--device cpu|cuda] [--quick] [--no-save]
 
 Loss: ``fusedloss.pairwise_logistic_loss(s, y, session_ids, temperature=0.5)`` (SBNZ), and the
-same with ``ohem_ratio=0.5`` (exact OHEM: up to 9 histogram passes + 1 selection pass over the
-pairs). Labels are graded 0..4; the weight is the default.
+same with ``ohem_ratio=0.5`` (exact OHEM: up to 9 histogram passes for float32 losses, 12 for
+float64, + 1 selection pass over the pairs). Labels are graded 0..4; the weight is the default.
 
 Batches: power-law sessions (sizes ``ceil(10 * Pareto(1.2))``, capped at 2,000, shuffled ids), the
 recommender case; and "all pairs" (no session ids). Providers, side by side in one process:
@@ -14,10 +14,12 @@ on the device (never the Triton interpreter). A provider whose B x B float32 ten
 (``B^2 x 4 B x 12`` above 60% of free memory) is reported as not run, with the bytes it needs.
 
 Work: a valid pair (y_i > y_j, same session) costs one exp and one log1p in the forward pass and
-reuses them for the gradient (focal adds a pow, hinge none). The fused kernels evaluate every
-ordered pair of a session from both rows (each row accumulates its own gradient without atomics):
-2 x sum_g n_g^2 evaluations for sum_g (n_g^2 - sum_label c^2) / 2 valid pairs. pairs/s below counts
-valid pairs, the number a user's batch contains. Memory floor: O(B) (sort order, session bounds,
+reuses them for the gradient (focal adds a pow, hinge none): the special-function floor is
+2 transcendentals per valid pair, sum_g (n_g^2 - sum_label c^2) / 2 valid pairs. The cpu backend
+and (by default) Triton evaluate each unordered pair of a session once, sum_g n_g (n_g - 1) / 2
+evaluations; the CUDA kernel and Triton under ``torch.use_deterministic_algorithms`` evaluate it
+from both rows (each row accumulates its own gradient without atomics), twice that. pairs/s below
+counts valid pairs, the number a user's batch contains. Memory floor: O(B) (sort order, session bounds,
 gradient), about 40 B per item.
 """
 

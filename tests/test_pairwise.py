@@ -10,10 +10,14 @@ the Triton interpreter (~2-3 ms per program) gets a representative subset with B
 16,389-item SBNZ case for its large launch config.
 
 Batch sizes and the code path each one hits. Both fused kernels sort the items by session
-(``session_layout``, stable) and evaluate each valid pair twice, once from each side, so every row
-finishes its own gradient. Triton: one program per BLOCK_R = 16 sorted rows walking its sessions'
-columns in BLOCK_C = 32 tiles (32 x 64 tiles, 8 warps from 16,384 rows). CPU: row chunks of ~65k
-padded pair evaluations (at::parallel_for), columns padded to 16 lanes, column tiles of 2,048.
+(``session_layout``, stable) and evaluate each pair once. Triton: one program per BLOCK_R = 16
+sorted rows walking its sessions' columns from its first row on, in BLOCK_C = 32 tiles (32 x 64
+tiles, 8 warps from 16,384 rows), column gradients added atomically; under
+``torch.use_deterministic_algorithms`` each pair is evaluated from both sides instead, so every row
+finishes its own gradient. CPU: sessions cut into blocks of 256, a diagonal tile per block
+(round 0), then the blocks' pairs in round-robin rounds (disjoint blocks per round, so gradients
+are written without atomics), tiles grouped into chunks of ~65k padded pair evaluations
+(at::parallel_for), columns padded to 16 lanes.
     B = 0         empty: no launch; SBNZ -> 0, OHEM -> NaN
     B = 1         one row in a 16-row block; [1] weight read with stride 0; no pair
     B = 2, 3      the smallest batches with a pair; hand-computed values
@@ -22,16 +26,17 @@ padded pair evaluations (at::parallel_for), columns padded to 16 lanes, column t
     B = 24, 40    OHEM exact-tie cases; 29: opcheck (16 + 13 rows)
     B = 37        odd: three Triton row blocks (16 + 16 + 5); the default random case
     B = 129       nine Triton row blocks, sessions crossing block boundaries
-    B = 300       one session: 19 Triton row blocks x 10 column tiles each
-    B = 2,100     no sessions: two CPU column tiles (2,048 + 52), ~70 row chunks
-    B = 4,300     two unsorted sessions of ~2,150 items: more than a column tile each
-    B = 8,000     OHEM memory check (subprocess): 9 histogram passes + the final pass
+    B = 300       one session: 19 Triton row blocks x 10 column tiles each; CPU 2 blocks (256 + 44)
+    B = 1,000     one session: CPU 4 blocks (even: 3 round-robin rounds, no bye)
+    B = 2,100     no sessions: CPU 9 blocks (odd: a bye per round), parallel chunks
+    B = 4,300     two unsorted sessions of ~2,150 items: 9 CPU blocks each
+    B = 8,000     OHEM memory check (subprocess): the histogram passes + the final pass
     B = 16,389    Triton's large launch config (513 programs of 32 rows); sessions of 1..5 items
     B = 20,000    one session, no session ids: 2e8 pairs in O(B) memory (subprocess)
     B = 262,144   ~2,600 shuffled sessions of 50..150 items, checked a few sessions at a time
-OHEM runs up to 9 radix-select histogram passes (11/11/10-bit digits of the 96-bit key: float32
-loss bits, then the row-major position) plus a final pass; ``ohem_ratio == 1.0`` exactly is the
-single SBNZ pass.
+OHEM runs up to 12 radix-select histogram passes (11/11/10-bit digits of the 128-bit key: the
+loss's bits in two words, then the row-major position; float32 losses fill one word, so 9 passes)
+plus a final pass; ``ohem_ratio == 1.0`` exactly is the single SBNZ pass.
 """
 
 import contextlib
@@ -40,7 +45,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, backends_for, canary, fused_backends_for, lowp_bound
+from conftest import DEVICES, NEEDS_CUDA, backends_for, canary, fused_backends_for, lowp_bound
 
 import fusedloss
 from fusedloss import nn as fl_nn
@@ -713,6 +718,7 @@ _INPUTS = [
     (129, "random", "neg", "graded", "all"),  # 9 Triton row blocks; sessions cross block boundaries
     (129, None, "B", "binary", "fused"),
     (300, "one", "B", "graded", "sbnz"),  # one huge session: 19 row blocks x 10 column tiles
+    (1000, "one", "neg", "binary", "fused"),  # CPU: 4 blocks, round-robin without a bye
     (2100, None, "zeros", "graded", "fused"),  # CPU: 2 column tiles (2048 + 52), parallel chunks
     (4300, "two", "neg", "graded", "fused"),  # CPU: two unsorted sessions of ~2150 > one tile
 ]
@@ -1124,12 +1130,10 @@ def test_ohem_ratio_one_is_sbnz(device, backend, kind):
 
 @pytest.mark.parametrize("device, backend", [(d, b) for d in DEVICES for b in fused_backends_for(d)])
 @pytest.mark.parametrize("kind", ["logistic", "hinge"])
-def test_ohem_float64_ranks_float32_rounded_losses(device, backend, kind):
-    # Documented limitation of the fused backends (fusedloss/ops/pairwise.py): OHEM ranks pairs by
-    # their loss rounded to float32, then by row-major position. Two pairs whose float64 losses
-    # differ by ~1e-11 round to the same float32: the fused backends take the lower position (0, 1)
-    # with k = rint(2 * 0.5) = 1, where the float64 reference takes the larger loss (0, 2). The
-    # loss value differs by ~1e-11 only; the gradient goes to the other pair.
+def test_ohem_float64_ranks_float64_losses(device, backend, kind):
+    # Two pairs whose float64 losses differ by ~1e-11 round to the same float32. The key holds the
+    # float64 loss's 64 bits, so the fused backends take the larger loss (0, 2), as the float64
+    # reference does (k = rint(2 * 0.5) = 1); a float32 key would tie and take the lower position.
     x = torch.tensor([0.0, 1.0, 1.0 + 1e-11], dtype=torch.float64, device=device)
     y = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64, device=device)
     (_, _, l01, _), (_, _, l02, _) = brute_pairs(kind, x, y)
@@ -1138,10 +1142,176 @@ def test_ohem_float64_ranks_float32_rounded_losses(device, backend, kind):
     xl = x.clone().requires_grad_()
     loss = call(kind, xl, y, None, backend, ohem_ratio=0.5)
     loss.backward()
-    assert loss.item() == pytest.approx(_val(l01), rel=1e-12)
-    assert xl.grad[1].item() != 0.0 and xl.grad[2].item() == 0.0, (
-        f"expected the float32 tie to go to the lower position (0, 1): grad {xl.grad.tolist()}"
+    assert loss.item() == pytest.approx(_val(l02), rel=1e-14)
+    assert xl.grad[1].item() == 0.0 and xl.grad[2].item() != 0.0, (
+        f"expected the larger float64 loss (0, 2) to be selected: grad {xl.grad.tolist()}"
     )
+
+
+@pytest.mark.parametrize("device, backend", [(d, b) for d in DEVICES for b in fused_backends_for(d)])
+def test_ohem_float32_ties_go_to_the_lower_position(device, backend):
+    # float32 input: losses are float32, so equal scores give bit-equal losses and the tie is broken
+    # by row-major position, lower first: of the pairs (0, 1) and (0, 2), k = 1 keeps (0, 1).
+    x = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float32, device=device)
+    y = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float32, device=device)
+    xl = x.clone().requires_grad_()
+    loss = call("logistic", xl, y, None, backend, ohem_ratio=0.5)
+    loss.backward()
+    assert xl.grad[1].item() != 0.0 and xl.grad[2].item() == 0.0, xl.grad.tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Triton schedules: SYMMETRIC (the default: each pair evaluated once, float atomics on grad) and
+# two-sided (under torch.use_deterministic_algorithms(True): each pair from both sides, no atomics)
+# ----------------------------------------------------------------------------------------------
+
+TRITON = [(d, b) for d in DEVICES for b in fused_backends_for(d) if b == "triton"]
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms(on):
+    """torch.use_deterministic_algorithms(on), restored on exit. warn_only: torch ops without a
+    deterministic CUDA kernel warn instead of raising; the Triton launcher reads only the flag."""
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn_only)
+
+
+class _ScheduleSpy:
+    """Stands in for ``_pairwise_kernel``: records (MODE, SYMMETRIC) of every launch, then launches."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def run(*args, **kwargs):
+            self.launches.append((kwargs["MODE"], kwargs["SYMMETRIC"]))
+            return launch(*args, **kwargs)
+
+        return run
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+def test_triton_schedule_follows_deterministic_flag(device, backend, monkeypatch):
+    # Every launch (SBNZ, OHEM histogram passes, OHEM final pass) is SYMMETRIC by default and
+    # two-sided under torch.use_deterministic_algorithms(True); the flag is restored afterwards.
+    from fusedloss.triton_kernels import pairwise as tk
+
+    spy = _ScheduleSpy(tk._pairwise_kernel)
+    monkeypatch.setattr(tk, "_pairwise_kernel", spy)
+    b = 37
+    x, y = make_scores(b, device=device), make_labels(b, device=device)
+    sid, w = make_sessions("random", b, device), make_weight("zeros", b, device=device)
+    before = torch.are_deterministic_algorithms_enabled()
+    for deterministic in (False, True):
+        spy.launches.clear()
+        with _deterministic_algorithms(deterministic):
+            for params in ({}, {"ohem_ratio": 0.5}):
+                forward_backward("logistic", backend, x, y, sid, w, params)
+        assert {mode for mode, _ in spy.launches} == {0, 1, 2}, spy.launches
+        assert {sym for _, sym in spy.launches} == {not deterministic}, spy.launches
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+# SBNZ and OHEM: the general focal pow with alpha and the hinge filter, logistic's shifted softplus,
+# hinge with exponent (its own d s' / d s per side), focal at gamma 2.
+_SCHEDULE_PARAMS = [
+    ("logistic", dict(temperature=0.5, hinge_margin=0.5, use_label_margin=False)),
+    ("focal", dict(gamma=2.5, alpha=0.25, hinge_margin=0.5)),
+    ("hinge", dict(use_exponent=True, use_label_margin=False, ohem_ratio=0.77)),
+    ("focal", dict(gamma=2.0, temperature=0.5, ohem_ratio=0.3)),
+]
+
+
+# The CUDA kernel has the same two schedules (the binding reads the deterministic flag); on a
+# machine without a GPU its case is skipped, and the same check runs on Triton's interpreter.
+SCHEDULED = TRITON + [pytest.param("cuda", "cuda", marks=NEEDS_CUDA)]
+
+
+@pytest.mark.parametrize("device, backend", SCHEDULED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(
+    "b, sessions",
+    # ~8 unsorted sessions crossing the 32-row blocks (5 programs); one session of 150 items: the
+    # first program walks 150 columns, the last 22 (SYMMETRIC) instead of 150 each (two-sided)
+    [(129, "random"), (150, "one")],
+)
+@pytest.mark.parametrize("kind, params", _SCHEDULE_PARAMS, ids=pid)
+def test_symmetric_matches_two_sided(device, backend, kind, params, b, sessions, dtype):
+    # The same pair values summed in another order: loss and grad agree to rounding.
+    x = make_scores(b, dtype, device)
+    y = make_labels(b, device=device)
+    sid = make_sessions(sessions, b, device)
+    w = make_weight("zeros", b, dtype, device)
+    go = torch.tensor(0.75, dtype=dtype, device=device)
+    with _deterministic_algorithms(False):
+        loss_sym, g_sym, _ = forward_backward(kind, backend, x, y, sid, w, params, go)
+    with _deterministic_algorithms(True):
+        loss_two, g_two, _ = forward_backward(kind, backend, x, y, sid, w, params, go)
+    assert torch.isfinite(loss_two) and loss_two != 0 and g_two.abs().max() > 0
+    rtol = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(loss_sym, loss_two, rtol=rtol, atol=0)
+    torch.testing.assert_close(g_sym, g_two, rtol=rtol, atol=rtol * float(g_two.abs().max()))
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_triton_symmetric_ohem_histograms_are_two_sided_histograms(device, backend, dtype):
+    # Histograms are integer counts of the same keys: bit-identical under both schedules, and the
+    # first digit's counts every valid pair exactly once (SYMMETRIC sees each pair once, from its
+    # lower sorted position; the key still comes from the higher item). The whole radix select
+    # (every digit's pass) then decides the same K*.
+    from fusedloss.ops import pairwise as ops
+    from fusedloss.triton_kernels import pairwise as tk
+
+    b = 129
+    x = make_scores(b, dtype, device)
+    y = make_labels(b, device=device).to(dtype)
+    sid = make_sessions("random", b, device)
+    w = make_weight("zeros", b, dtype, device)
+    order, seg_lo, seg_hi = ops.session_layout(sid, b, device)
+    args = (x[order], y[order], w[order], order, seg_lo, seg_hi, ops.KINDS["logistic"], 0, 0.5, 0.0,
+            0.0, 0.0, -1.0)
+    out = {}
+    for deterministic in (False, True):
+        with _deterministic_algorithms(deterministic):
+            first = tk.pairwise_ohem_hist_triton(*args, torch.zeros(5, dtype=torch.int64, device=device), 0)
+            out[deterministic] = (first, ops._ohem_select(tk.pairwise_ohem_hist_triton, args, 0.4))
+    assert torch.equal(out[False][0], out[True][0])
+    assert torch.equal(out[False][1], out[True][1]) and out[False][1][4] == 1
+    valid = (y[:, None] > y[None, :]) & (sid[:, None] == sid[None, :])
+    assert int(out[False][0].sum()) == int(valid.sum()) > 0
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("pair_wise", dict(temperature=0.5, margin=0.7)),
+        ("logistic", dict(temperature=2.0, use_label_margin=True, ohem_ratio=0.5)),
+        ("focal", dict(gamma=2.5, alpha=0.25, hinge_margin=0.5, ohem_ratio=0.3)),
+        ("hinge", dict(temperature=2.0)),
+    ],
+    ids=pid,
+)
+def test_triton_two_sided_matches_reference(device, backend, kind, params):
+    # The deterministic (two-sided) path against the float64 reference, as the crosses above check
+    # the default SYMMETRIC one: B = 129 in ~8 sessions crossing the row blocks, weights with zeros;
+    # and bitwise reproducible.
+    b = 129
+    x, y = make_scores(b, device=device), make_labels(b, device=device)
+    sid, w = make_sessions("random", b, device), make_weight("zeros", b, device=device)
+    go = torch.tensor(-1.25, dtype=torch.float64, device=device)
+    with _deterministic_algorithms(True):
+        loss, g = assert_matches_reference(kind, backend, x, y, sid, w, params, go)
+        loss2, g2, _ = forward_backward(kind, backend, x, y, sid, w, params, go)
+    assert torch.equal(loss, loss2) and torch.equal(g, g2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1218,6 +1388,36 @@ def _sessions_of_about(n_items, lo, hi, device):
     ids = torch.randint(-(2**62), 2**62, (len(sizes),))
     sid = torch.repeat_interleave(ids, torch.tensor(sizes))
     return sid[torch.randperm(n_items)].to(device)
+
+
+@pytest.mark.parametrize("ohem_ratio", [1.0, 0.4])
+def test_cpu_result_does_not_depend_on_thread_count(ohem_ratio):
+    # The cpu backend's tile rounds and chunks depend on the sessions only: 1 and 2 threads give
+    # bit-identical losses and gradients (sessions from 1 to 1,400 items: 1 to 6 blocks each).
+    torch.manual_seed(11)
+    sid = torch.repeat_interleave(torch.arange(40), torch.randint(1, 1400, (40,)))
+    sid = sid[torch.randperm(sid.numel())]
+    b = sid.numel()
+    x = torch.randn(b)
+    y = torch.randint(0, 5, (b,)).float()
+    w = torch.rand(b) + 0.5
+    out = []
+    n = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            xl = x.clone().requires_grad_()
+            loss = fusedloss.pairwise_logistic_loss(xl, y, sid, weight=w, ohem_ratio=ohem_ratio,
+                                                    backend="cpu")
+            loss.backward()
+            out.append((loss.detach(), xl.grad))
+        finally:
+            torch.set_num_threads(n)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    want = ref.pairwise_logistic_loss_reference(x.double(), y.double(), sid, w.double(),
+                                                ohem_ratio=ohem_ratio) if b <= 30000 else None
+    if want is not None:
+        torch.testing.assert_close(out[0][0].double(), want, rtol=1e-4, atol=1e-6)
 
 
 @contextlib.contextmanager

@@ -346,7 +346,7 @@ def test_pairwise_fwd_opcheck_fp64_and_empty(device, backend):
     torch.library.opcheck(op, empty + (None, True))
     # OHEM of no pair is NaN, and opcheck's eager-vs-AOT comparison treats NaN != NaN: the other
     # three utils here, and the NaN itself checked directly
-    no_select = torch.zeros(4, dtype=torch.int64, device=device)
+    no_select = torch.zeros(5, dtype=torch.int64, device=device)
     torch.library.opcheck(op, empty + (no_select, True),
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
     loss, grad, scale = op(*empty, no_select, True)
@@ -355,18 +355,19 @@ def test_pairwise_fwd_opcheck_fp64_and_empty(device, backend):
 
 @pytest.mark.parametrize("device, backend, setting", [c[:3] for c in _pw_cases() if c[3]], ids=str)
 def test_pairwise_hist_opcheck(device, backend, setting):
-    # The histogram op has no autograd (requires_grad False): the first digit, a digit of the
-    # second word under a decided first word, and a finished state (all zeros returned).
+    # The histogram op has no autograd (requires_grad False): the first digit, the first digit of
+    # the row-index word under a decided loss word (float32: the loss's low word is 0), and a
+    # finished state (all zeros returned).
     op = getattr(torch.ops.fusedloss, PW_HIST[backend]).default
     args, _ = pw_raw_args(device, torch.float32, setting)
     select = _pw_select(backend, args, 0.5)
-    zeros = torch.zeros(4, dtype=torch.int64, device=device)
-    mid = torch.stack([select[0], zeros[0], zeros[0], zeros[0]])
-    done = torch.tensor([0, 0, 0, 1], dtype=torch.int64, device=device)
-    for state, digit in ((zeros, 0), (mid, 3), (done, 5)):
+    zeros = torch.zeros(5, dtype=torch.int64, device=device)
+    mid = torch.stack([select[0], zeros[0], zeros[0], zeros[0], zeros[0]])
+    done = torch.tensor([0, 0, 0, 0, 1], dtype=torch.int64, device=device)
+    for state, digit in ((zeros, 0), (mid, 6), (done, 11)):
         torch.library.opcheck(op, args + (state, digit))
     assert int(op(*args, zeros, 0).sum()) > 0  # counts every valid pair on the first pass
-    assert not op(*args, done, 5).any()
+    assert not op(*args, done, 11).any()
 
 
 @pytest.mark.parametrize("device, backend, setting, ohem", _pw_cases(), ids=str)
@@ -440,7 +441,7 @@ def _pw_public(kind, backend):
 @pytest.mark.parametrize("kind", ["pair_wise", "logistic", "focal", "hinge"])
 def test_pairwise_compile_fullgraph(device, backend, kind):
     # torch.compile(fullgraph=True, dynamic=False): validation, backend choice, session layout,
-    # the OHEM radix select (9 histogram ops with device-side state) and the fused op trace without
+    # the OHEM radix select (9 or 12 histogram ops with device-side state) and the fused op trace without
     # a graph break; forward and backward against the float64 reference, twice (the second call
     # reuses the compiled graph on fresh values of the same shapes).
     torch._dynamo.reset()

@@ -2,40 +2,36 @@
 // fusedloss/ops/_library.py; per-pair math: pairwise_math.h; semantics: spec sections 1.3, 1.4, 3).
 //
 // Items come in session-sorted order; [seg_lo[p], seg_hi[p]) is the sorted range of p's session.
-// Row p walks its whole session. For each q there, with yt the transformed labels:
-//   yt_p > yt_q: pair (i, j) = (p, q), evaluated here as pair_eval(s_p, s_q, yt_p, yt_q, w_p): the
-//                pair's loss, SBNZ count and OHEM histogram are taken here (its higher side), and
-//                d loss / d s_p = ds_i goes to grad[p];
-//   yt_q > yt_p: pair (q, p): the same call with the arguments of q's row, pair_eval(s_q, s_p, ...,
-//                w_q), only for ds_j (into grad[p]) and, under OHEM, for the pair's key.
-// So every row computes its whole gradient itself: no scatter, no atomics, deterministic, O(B)
-// extra memory, and each pair is evaluated twice (once from each side).
+// Each pair is evaluated once (symmetric tiles): a session is cut into blocks of kBlock items, and
+// the pairs (p, q), p < q in sorted order, are covered by tiles: block I against itself (q > p
+// only) and block I against block J > I. For each pair, with yt the transformed labels, the higher
+// item i (yt_i > yt_j) gives pair_eval(s_i, s_j, yt_i, yt_j, w_i); its loss and SBNZ count are taken
+// once, d loss / d s_p goes to grad[p] and d loss / d s_q to grad[q].
 //
-// OHEM consistency. The two sides of a pair, and the histogram passes and the final pass, must
-// compute bit-identical losses (the key is the loss's float32 bits). So every pair, in every mode and
-// from either side, is evaluated by one loop (eval_body): the arguments are selected per lane (p's or
-// q's as the higher item) before one pair_eval; that loop is compiled once per (acc_t, kind, flags,
-// gamma, ISA) in a noinline, noclone function the modes share; its columns run in blocks of exactly
-// kPad lanes, so GCC emits no scalar or narrower epilogue (whose libm / libmvec results could differ
-// in the last bit). Each such function contains only vector calls, or (x86-64 baseline, fp64) only
-// scalar ones. The modes then read the loop's buffers (loss, d loss / d s_p, flags). Different ISA
-// variants round differently, so the passes of one OHEM selection must use one variant (they do within
-// a process unless FUSEDLOSS_CPU_ISA changes in between).
+// Determinism without atomics or per-tile buffers: tiles run in rounds. Round 0 holds every block's
+// diagonal tile; rounds 1.. hold each session's block pairs in round-robin tournament order (the
+// circle method), so the tiles of one round touch disjoint blocks and write grad directly. Rounds
+// run one after another; within a round, tiles are grouped into chunks of similar cost run with
+// at::parallel_for, each chunk writing its double sum and int64 count, summed in chunk order. The
+// schedule depends on the sessions only, so results do not depend on the thread count. Extra memory
+// is O(B): four padded column arrays and one round's tile list.
 //
-// Speed. Rows are split into chunks of similar cost (cost of a row = its padded session length plus a
-// per-row overhead), run with at::parallel_for; each chunk writes its double sum and int64 count
-// (summed afterwards in chunk order: the result does not depend on the thread count) and the
-// histogram is merged per task. The evaluation loop is specialised at compile time on the kind, the
-// flags pair_eval reads and, for focal, gamma (GammaKind), so that GCC if-converts and vectorises it
-// through libmvec (see focal_cpu.cpp for the flags and the `simd` declarations); it is compiled for
-// the x86-64 baseline, AVX2+FMA and AVX-512 and picked at run time (FUSEDLOSS_CPU_ISA=base|avx2
-// lowers it). Measured on a 2-core Xeon (Sapphire Rapids, KVM guest, shared with other jobs), torch
-// 2.13 CPU, 2 threads, B = 262,144 in 2,597 sessions of 50-150 items, 5 label grades (28.7M row x
-// column evaluations, 11.4M valid pairs), one call, best of 3: SBNZ loss + grad 57 (hinge) to 103
-// (hinge with use_exponent) ms in fp32, 70 to 156 ms in fp64 (focal with gamma not in {0, 1, 2}:
-// 180 / 250 ms); one histogram pass about the same; a whole OHEM selection (9 histogram passes + the
-// final pass) 0.57-1.0 s in fp32, 0.72-1.5 s in fp64 (general-gamma focal 1.5 / 2.2 s). Extra memory
-// is O(B): four padded column arrays and the chunk table, ~10 MB here.
+// OHEM consistency. The histogram passes and the final pass must compute bit-identical losses (the
+// key holds the loss's bits). So every pair, in every mode, is evaluated by one loop (eval_body) in
+// the same tile: the arguments are selected per lane (p's or q's as the higher item) before one
+// pair_eval; that loop is compiled once per (acc_t, kind, flags, gamma, ISA) in a noinline, noclone
+// function the modes share; its columns run in blocks of exactly kPad lanes, so GCC emits no scalar
+// or narrower epilogue (whose libm / libmvec results could differ in the last bit). Each such function
+// contains only vector calls, or (x86-64 baseline, fp64) only scalar ones. The modes then read the
+// loop's buffers (loss, d loss / d s_p, d loss / d s_q, flags). Different ISA variants round
+// differently, so the passes of one OHEM selection must use one variant (they do within a process
+// unless FUSEDLOSS_CPU_ISA changes in between).
+//
+// Speed. The evaluation loop is specialised at compile time on the kind, the flags pair_eval reads
+// and, for focal, gamma (GammaKind), so that GCC if-converts and vectorises it through libmvec (see
+// focal_cpu.cpp for the flags and the `simd` declarations); it is compiled for the x86-64 baseline,
+// AVX2+FMA and AVX-512 and picked at run time (FUSEDLOSS_CPU_ISA=base|avx2 lowers it). Timings: see
+// benchmarks/bench_pairwise.py and the README's CPU table.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -74,9 +70,9 @@ namespace {
 // padding entries past B; lanes past the run's end are masked), so that no vector epilogue runs:
 // 16 = the widest VF of the evaluation loop (AVX-512 float with uint32 flags).
 constexpr int64_t kPad = 16;
-// Column tile: the evaluation buffers' size (double: 20 KiB), and the run over which sums and counts
-// stay in acc_t (a float count is exact up to 2^24).
-constexpr int64_t kColTile = 1024;
+// Items per block: a tile is at most kBlock x kBlock pairs, and sums and counts stay in acc_t over
+// one row of a tile (a float count is exact up to 2^24).
+constexpr int64_t kBlock = 256;
 // Work per parallel chunk, in padded pair evaluations (~0.1 ms vectorised), and a row's fixed cost.
 constexpr int64_t kChunkCost = int64_t(1) << 16;
 constexpr int64_t kRowCost = 32;
@@ -97,7 +93,8 @@ struct EvalIO {
   const acc_t* w;
   int64_t n_pad;     // the run's length rounded up to kPad; lanes past the run hold garbage
   acc_t* loss;       // [n_pad] out: the pair's weighted loss
-  acc_t* ds;         // [n_pad] out: d loss / d s_p (ds_i or ds_j, whichever p is)
+  acc_t* ds_p;       // [n_pad] out: d loss / d s_p (ds_i or ds_j, whichever p is)
+  acc_t* ds_q;       // [n_pad] out: d loss / d s_q
   uint32_t* flags;   // [n_pad] out: PairFlag bits
 };
 
@@ -140,7 +137,8 @@ FL_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
   const acc_t* __restrict yt = io.yt;
   const acc_t* __restrict w = io.w;
   acc_t* __restrict loss = io.loss;
-  acc_t* __restrict ds = io.ds;
+  acc_t* __restrict ds_p = io.ds_p;
+  acc_t* __restrict ds_q = io.ds_q;
   uint32_t* __restrict flags = io.flags;
   // Blocks of exactly kPad lanes: the inner loop's trip count is a compile-time multiple of every VF
   // (<= 16), so GCC emits no epilogue at all and every lane runs the same vector code. (No `k < n`
@@ -154,7 +152,8 @@ FL_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
       const PairOut<acc_t> o = pair_eval<acc_t>(ph ? s_p : sq, ph ? sq : s_p, ph ? yt_p : ytq,
                                                 ph ? ytq : yt_p, ph ? w_p : wq, prm);
       loss[k] = o.loss;
-      ds[k] = ph ? o.ds_i : o.ds_j;
+      ds_p[k] = ph ? o.ds_i : o.ds_j;
+      ds_q[k] = ph ? o.ds_j : o.ds_i;
       flags[k] = (o.valid ? uint32_t(kValid) : 0u) | (ph ? uint32_t(kPHigher) : 0u) |
                  (o.v != acc_t(0) ? uint32_t(kVNonzero) : 0u);
     }
@@ -262,8 +261,14 @@ EvalFn<acc_t> pick_eval_fn(const Params<acc_t>& prm, Isa isa) {
   }
 }
 
+// A tile: rows [r0, r1) against columns [c0, c1) of one session, disjoint blocks or (r0 == c0) a
+// block against itself, where row p takes the columns q > p.
+struct Tile {
+  int64_t r0, r1, c0, c1;
+};
+
 template <typename acc_t>
-struct ChunkIO {
+struct RunIO {
   EvalFn<acc_t> eval;
   Params<acc_t> prm;
   // Column arrays in sorted order, each with kPad padding entries past B.
@@ -271,95 +276,100 @@ struct ChunkIO {
   const acc_t* yt;      // transform_label(labels)
   const acc_t* w;       // weight expanded to [B] (1s when absent)
   const uint32_t* ord;  // order as uint32 (select and hist modes), else nullptr
-  const int64_t* seg_lo;
-  const int64_t* seg_hi;
-  int64_t r0, r1;    // rows of this chunk
-  int64_t words[3];  // select: K*'s words; hist: the decided prefix
-  int digit;         // hist
-  acc_t* grad;       // [B] or nullptr
-  double* sum;       // out: this chunk's loss sum
-  int64_t* cnt;      // out: this chunk's count
-  int64_t* hist;     // hist: [kHistBins], accumulated into
+  int64_t words[kOhemWords];  // select: K*'s words; hist: the decided prefix
+  int digit;                  // hist
+  acc_t* grad;                // [B], accumulated into, or nullptr
 };
 
-// Rows [r0, r1): per row and column tile, the evaluation loop, then the mode's pass over its buffers.
+// The tiles [t0, t1): per row, the evaluation loop over the row's columns, then the mode's pass over
+// its buffers. Adds into grad (rows and columns), *sum, *cnt and hist (hist mode).
 template <typename acc_t, int kMode>
-void chunk_run(const ChunkIO<acc_t>& io) {
-  alignas(64) acc_t loss_buf[kColTile];
-  alignas(64) acc_t ds_buf[kColTile];
-  alignas(64) uint32_t flag_buf[kColTile];
+void tiles_run(const RunIO<acc_t>& io, const Tile* t0, const Tile* t1, double* sum_out, int64_t* cnt_out,
+               int64_t* hist) {
+  alignas(64) acc_t loss_buf[kBlock];
+  alignas(64) acc_t dsp_buf[kBlock];
+  alignas(64) acc_t dsq_buf[kBlock];
+  alignas(64) uint32_t flag_buf[kBlock];
+  alignas(64) acc_t sink_buf[kBlock];  // column gradients when grad is not wanted
   EvalIO<acc_t> ev;
   ev.prm = io.prm;
   ev.loss = loss_buf;
-  ev.ds = ds_buf;
+  ev.ds_p = dsp_buf;
+  ev.ds_q = dsq_buf;
   ev.flags = flag_buf;
   double sum = 0.0;
   int64_t cnt = 0;
-  for (int64_t p = io.r0; p < io.r1; ++p) {
-    const int64_t lo = io.seg_lo[p], hi = io.seg_hi[p];
-    ev.s_p = io.s[p];
-    ev.yt_p = io.yt[p];
-    ev.w_p = io.w[p];
-    const uint32_t o_p = io.ord != nullptr ? io.ord[p] : 0u;
-    acc_t g_row = 0;
-    for (int64_t c0 = lo; c0 < hi; c0 += kColTile) {
-      const int64_t n = std::min(kColTile, hi - c0);
+  for (const Tile* t = t0; t < t1; ++t) {
+    const bool diag = t->r0 == t->c0;
+    for (int64_t p = t->r0; p < t->r1; ++p) {
+      const int64_t c0 = diag ? p + 1 : t->c0;
+      const int64_t n = t->c1 - c0;
+      if (n <= 0) continue;
+      ev.s_p = io.s[p];
+      ev.yt_p = io.yt[p];
+      ev.w_p = io.w[p];
       ev.s = io.s + c0;
       ev.yt = io.yt + c0;
       ev.w = io.w + c0;
       ev.n_pad = (n + kPad - 1) / kPad * kPad;
       io.eval(ev);
       const acc_t* __restrict loss = loss_buf;
-      const acc_t* __restrict ds = ds_buf;
+      const acc_t* __restrict dsp = dsp_buf;
+      const acc_t* __restrict dsq = dsq_buf;
       const uint32_t* __restrict fl = flag_buf;
+      const uint32_t o_p = io.ord != nullptr ? io.ord[p] : 0u;
       if constexpr (kMode == kModeHist) {
-        // The keys of the valid pairs whose higher side is p, matching the decided prefix.
+        // The keys of the valid pairs matching the decided prefix.
         const uint32_t* ord = io.ord + c0;
         for (int64_t k = 0; k < n; ++k) {
-          if ((fl[k] & (kValid | kPHigher)) != (kValid | kPHigher)) continue;
-          uint32_t key[3];
-          ohem_key(static_cast<float>(loss[k]), o_p, ord[k], key);
-          if (ohem_prefix_match(key, io.words, io.digit)) ++io.hist[ohem_digit(key, io.digit)];
+          const uint32_t f = fl[k];
+          if ((f & kValid) == 0u) continue;
+          const bool ph = (f & kPHigher) != 0u;
+          uint32_t key[kOhemWords];
+          ohem_key(loss[k], ph ? o_p : ord[k], ph ? ord[k] : o_p, key);
+          if (ohem_prefix_match(key, io.words, io.digit)) ++hist[ohem_digit(key, io.digit)];
+        }
+        continue;
+      }
+      acc_t g = 0, ls = 0, c = 0;
+      acc_t* __restrict gq = io.grad != nullptr ? io.grad + c0 : sink_buf;
+      if constexpr (kMode == kModeSbnz) {
+        // Every valid pair contributes; the count is of those with v != 0 (SBNZ).
+        FL_PW_SIMD_REDUCE
+        for (int64_t k = 0; k < n; ++k) {
+          const uint32_t f = fl[k];
+          const bool valid = (f & kValid) != 0, nz = (f & kVNonzero) != 0;
+          g += valid ? dsp[k] : acc_t(0);
+          gq[k] += valid ? dsq[k] : acc_t(0);
+          ls += valid ? loss[k] : acc_t(0);
+          c += (valid && nz) ? acc_t(1) : acc_t(0);
         }
       } else {
-        acc_t g = 0, ls = 0, c = 0;
-        if constexpr (kMode == kModeSbnz) {
-          // Every valid pair contributes; the count is of those with v != 0 (SBNZ).
-          FL_PW_SIMD_REDUCE
-          for (int64_t k = 0; k < n; ++k) {
-            const uint32_t f = fl[k];
-            const bool valid = (f & kValid) != 0, ph = (f & kPHigher) != 0, nz = (f & kVNonzero) != 0;
-            g += valid ? ds[k] : acc_t(0);
-            ls += (valid && ph) ? loss[k] : acc_t(0);
-            c += (valid && ph && nz) ? acc_t(1) : acc_t(0);
-          }
-        } else {
-          // OHEM: the selected pairs (key >= K*) with a positive loss; the key is the one the
-          // histogram passes counted (same loss bits, same indices).
-          const uint32_t* __restrict ord = io.ord + c0;
-          const int64_t* sel = io.words;
-          FL_PW_SIMD_REDUCE
-          for (int64_t k = 0; k < n; ++k) {
-            const uint32_t f = fl[k];
-            const bool valid = (f & kValid) != 0, ph = (f & kPHigher) != 0;
-            const uint32_t o_q = ord[k];
-            uint32_t key[3];
-            ohem_key(static_cast<float>(loss[k]), ph ? o_p : o_q, ph ? o_q : o_p, key);
-            const bool contrib = valid && ohem_selected(key, sel) && loss[k] > acc_t(0);
-            g += contrib ? ds[k] : acc_t(0);
-            ls += (contrib && ph) ? loss[k] : acc_t(0);
-            c += (contrib && ph) ? acc_t(1) : acc_t(0);
-          }
+        // OHEM: the selected pairs (key >= K*) with a positive loss; the key is the one the
+        // histogram passes counted (same loss bits, same indices).
+        const uint32_t* __restrict ord = io.ord + c0;
+        const int64_t* sel = io.words;
+        FL_PW_SIMD_REDUCE
+        for (int64_t k = 0; k < n; ++k) {
+          const uint32_t f = fl[k];
+          const bool valid = (f & kValid) != 0, ph = (f & kPHigher) != 0;
+          const uint32_t o_q = ord[k];
+          uint32_t key[kOhemWords];
+          ohem_key(loss[k], ph ? o_p : o_q, ph ? o_q : o_p, key);
+          const bool contrib = valid && ohem_selected(key, sel) && loss[k] > acc_t(0);
+          g += contrib ? dsp[k] : acc_t(0);
+          gq[k] += contrib ? dsq[k] : acc_t(0);
+          ls += contrib ? loss[k] : acc_t(0);
+          c += contrib ? acc_t(1) : acc_t(0);
         }
-        g_row += g;
-        sum += static_cast<double>(ls);
-        cnt += static_cast<int64_t>(c);
       }
+      if (io.grad != nullptr) io.grad[p] += g;
+      sum += static_cast<double>(ls);
+      cnt += static_cast<int64_t>(c);
     }
-    if (io.grad != nullptr) io.grad[p] = g_row;
   }
-  *io.sum = sum;
-  *io.cnt = cnt;
+  *sum_out = sum;
+  *cnt_out = cnt;
 }
 
 // transform_label out of line: every label goes through the same scalar code, so equal labels get
@@ -373,11 +383,11 @@ FL_NOINLINE acc_t transform_label_scalar(acc_t y, const Params<acc_t>& prm) {
 struct Prepared {
   at::Tensor cols;  // [3, n + kPad] acc_t: s, yt, w
   at::Tensor ord;   // [n + kPad] int32 (uint32 bits), or undefined
-  std::vector<int64_t> bounds;  // chunk c = rows [bounds[c], bounds[c + 1])
+  std::vector<std::pair<int64_t, int64_t>> sessions;  // sorted ranges [a, b)
 };
 
 // The padded column arrays (scores, transformed labels, expanded weights, uint32 order) and the
-// chunking; checks the session ranges and the order values on the way.
+// sessions; checks the session ranges and the order values on the way.
 template <typename acc_t>
 Prepared prepare(const at::Tensor& scores, const at::Tensor& labels, const at::Tensor& weight,
                  const at::Tensor& order, const at::Tensor& seg_lo, const at::Tensor& seg_hi,
@@ -414,32 +424,69 @@ Prepared prepare(const at::Tensor& scores, const at::Tensor& labels, const at::T
     if (ord32 != nullptr) ord32[q] = 0u;
   }
 
-  // Checks and cost prefix (serial: O(n), small next to the O(n * session) pair work).
+  // Checks and sessions (serial: O(n), small next to the O(n * session) pair work). Sessions must
+  // tile [0, n): each item's range is its run's, as session_layout makes them.
   const int64_t* lo = seg_lo.data_ptr<int64_t>();
   const int64_t* hi = seg_hi.data_ptr<int64_t>();
-  std::vector<int64_t> prefix(static_cast<size_t>(n) + 1);
-  prefix[0] = 0;
   for (int64_t p = 0; p < n; ++p) {
     TORCH_CHECK(lo[p] >= 0 && lo[p] <= p && p < hi[p] && hi[p] <= n, "seg_lo/seg_hi: row ", p,
                 " has session range [", lo[p], ", ", hi[p], "), which must contain it and lie in [0, ", n,
                 ")");
+    const bool starts = lo[p] == p;
+    TORCH_CHECK(starts ? (p == 0 || hi[p - 1] == p) : (lo[p] == lo[p - 1] && hi[p] == hi[p - 1]),
+                "seg_lo/seg_hi: row ", p, "'s range [", lo[p], ", ", hi[p],
+                ") is not the range of a run of consecutive items (every item of a session must "
+                "share it)");
     TORCH_CHECK(!need_order || (ord[p] >= 0 && ord[p] <= int64_t(UINT32_MAX)), "order[", p, "] = ", ord[p],
                 " must be in [0, 2^32)");
-    const int64_t len = hi[p] - lo[p];
-    prefix[static_cast<size_t>(p) + 1] = prefix[static_cast<size_t>(p)] + (len + kPad - 1) / kPad * kPad + kRowCost;
-  }
-  const int64_t total = prefix[static_cast<size_t>(n)];
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(n, (total + kChunkCost - 1) / kChunkCost));
-  out.bounds.resize(static_cast<size_t>(chunks) + 1);
-  int64_t p = 0;
-  for (int64_t c = 0; c <= chunks; ++c) {
-    // First row whose cost prefix reaches c / chunks of the total.
-    const int64_t target = static_cast<int64_t>(static_cast<double>(total) * static_cast<double>(c) /
-                                                static_cast<double>(chunks));
-    while (p < n && prefix[static_cast<size_t>(p)] < target) ++p;
-    out.bounds[static_cast<size_t>(c)] = c == chunks ? n : p;
+    if (starts) out.sessions.emplace_back(p, hi[p]);
   }
   return out;
+}
+
+// Cost of a tile in padded pair evaluations plus per-row overheads (for chunking).
+inline int64_t tile_cost(const Tile& t) {
+  const int64_t rows = t.r1 - t.r0;
+  if (t.r0 != t.c0) return rows * ((t.c1 - t.c0 + kPad - 1) / kPad * kPad + kRowCost);
+  return rows * (rows / 2 + kPad / 2 + kRowCost);
+}
+
+// The tiles of round `round` (see the file comment): round 0 the diagonal tiles of every block,
+// round r >= 1 round r - 1 of each session's round-robin tournament between its blocks. `big`
+// lists the sessions with at least two blocks, by block count, largest first.
+void round_tiles(const std::vector<std::pair<int64_t, int64_t>>& sessions, const std::vector<size_t>& big,
+                 int64_t round, std::vector<Tile>& out) {
+  out.clear();
+  auto block = [](int64_t a, int64_t b, int64_t i, int64_t* lo, int64_t* hi) {
+    *lo = a + i * kBlock;
+    *hi = std::min(b, *lo + kBlock);
+  };
+  if (round == 0) {
+    for (const auto& [a, b] : sessions) {
+      for (int64_t lo = a; lo < b; lo += kBlock) {
+        const int64_t hi = std::min(b, lo + kBlock);
+        if (hi - lo >= 2) out.push_back({lo, hi, lo, hi});
+      }
+    }
+    return;
+  }
+  const int64_t r = round - 1;
+  for (const size_t si : big) {
+    const auto [a, b] = sessions[si];
+    const int64_t nb = (b - a + kBlock - 1) / kBlock;
+    const int64_t teams = nb + (nb & 1);  // odd: one dummy team, whose matches are byes
+    if (r >= teams - 1) break;            // `big` is by block count: the rest have finished
+    auto add = [&](int64_t x, int64_t y) {
+      if (x >= nb || y >= nb) return;
+      if (x > y) std::swap(x, y);
+      Tile t;
+      block(a, b, x, &t.r0, &t.r1);
+      block(a, b, y, &t.c0, &t.c1);
+      out.push_back(t);
+    };
+    add(teams - 1, r);
+    for (int64_t k = 1; k < teams / 2; ++k) add((r + k) % (teams - 1), (r - k + teams - 1) % (teams - 1));
+  }
 }
 
 struct RunResult {
@@ -451,7 +498,7 @@ template <typename acc_t>
 RunResult run(const at::Tensor& scores, const at::Tensor& labels, const at::Tensor& weight,
               const at::Tensor& order, const at::Tensor& seg_lo, const at::Tensor& seg_hi, int64_t kind,
               int64_t flags, double temperature, double margin, double hinge_margin, double gamma,
-              double alpha, int mode, const int64_t words[3], int digit, acc_t* grad, int64_t* hist) {
+              double alpha, int mode, const int64_t words[kOhemWords], int digit, acc_t* grad, int64_t* hist) {
   Params<acc_t> prm;
   prm.kind = kind;
   prm.flags = flags;
@@ -463,53 +510,74 @@ RunResult run(const at::Tensor& scores, const at::Tensor& labels, const at::Tens
   const bool need_order = mode != kModeSbnz;
   const Prepared prep = prepare<acc_t>(scores, labels, weight, order, seg_lo, seg_hi, prm, need_order);
   const int64_t n = scores.numel();
-  const int64_t chunks = static_cast<int64_t>(prep.bounds.size()) - 1;
-  std::vector<double> chunk_sum(static_cast<size_t>(chunks), 0.0);
-  std::vector<int64_t> chunk_cnt(static_cast<size_t>(chunks), 0);
-  const EvalFn<acc_t> eval = pick_eval_fn<acc_t>(prm, cpu_isa());
-  const acc_t* cols = prep.cols.data_ptr<acc_t>();
-  std::mutex hist_mutex;
+  RunIO<acc_t> io;
+  io.eval = pick_eval_fn<acc_t>(prm, cpu_isa());
+  io.prm = prm;
+  io.s = prep.cols.data_ptr<acc_t>();
+  io.yt = io.s + (n + kPad);
+  io.w = io.s + 2 * (n + kPad);
+  io.ord = prep.ord.defined() ? reinterpret_cast<const uint32_t*>(prep.ord.data_ptr<int32_t>()) : nullptr;
+  for (int i = 0; i < kOhemWords; ++i) io.words[i] = words[i];
+  io.digit = digit;
+  io.grad = grad;
 
-  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
-    std::vector<int64_t> local(mode == kModeHist ? kHistBins : 0, 0);
-    ChunkIO<acc_t> io;
-    io.eval = eval;
-    io.prm = prm;
-    io.s = cols;
-    io.yt = cols + (n + kPad);
-    io.w = cols + 2 * (n + kPad);
-    io.ord = prep.ord.defined() ? reinterpret_cast<const uint32_t*>(prep.ord.data_ptr<int32_t>()) : nullptr;
-    io.seg_lo = seg_lo.data_ptr<int64_t>();
-    io.seg_hi = seg_hi.data_ptr<int64_t>();
-    io.words[0] = words[0];
-    io.words[1] = words[1];
-    io.words[2] = words[2];
-    io.digit = digit;
-    io.grad = grad;
-    io.hist = local.data();
-    for (int64_t c = cb; c < ce; ++c) {
-      io.r0 = prep.bounds[static_cast<size_t>(c)];
-      io.r1 = prep.bounds[static_cast<size_t>(c) + 1];
-      io.sum = &chunk_sum[static_cast<size_t>(c)];
-      io.cnt = &chunk_cnt[static_cast<size_t>(c)];
-      if (io.r0 >= io.r1) continue;
-      if (mode == kModeHist) {
-        chunk_run<acc_t, kModeHist>(io);
-      } else if (mode == kModeSelect) {
-        chunk_run<acc_t, kModeSelect>(io);
-      } else {
-        chunk_run<acc_t, kModeSbnz>(io);
+  std::vector<size_t> big;
+  int64_t rounds = 1;
+  for (size_t i = 0; i < prep.sessions.size(); ++i) {
+    const int64_t nb = (prep.sessions[i].second - prep.sessions[i].first + kBlock - 1) / kBlock;
+    if (nb < 2) continue;
+    big.push_back(i);
+    rounds = std::max(rounds, 1 + nb + (nb & 1) - 1);
+  }
+  std::stable_sort(big.begin(), big.end(), [&](size_t x, size_t y) {
+    return prep.sessions[x].second - prep.sessions[x].first > prep.sessions[y].second - prep.sessions[y].first;
+  });
+
+  RunResult r;
+  std::mutex hist_mutex;
+  std::vector<Tile> tiles;
+  std::vector<int64_t> bounds;  // chunk c = tiles [bounds[c], bounds[c + 1])
+  std::vector<double> chunk_sum;
+  std::vector<int64_t> chunk_cnt;
+  for (int64_t round = 0; round < rounds; ++round) {
+    round_tiles(prep.sessions, big, round, tiles);
+    if (tiles.empty()) continue;
+    bounds.assign(1, 0);
+    int64_t cost = 0;
+    for (size_t t = 0; t < tiles.size(); ++t) {
+      cost += tile_cost(tiles[t]);
+      if (cost >= kChunkCost || t + 1 == tiles.size()) {
+        bounds.push_back(static_cast<int64_t>(t) + 1);
+        cost = 0;
       }
     }
-    if (mode == kModeHist) {
-      const std::lock_guard<std::mutex> lock(hist_mutex);
-      for (int b = 0; b < kHistBins; ++b) hist[b] += local[static_cast<size_t>(b)];
+    const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
+    chunk_sum.assign(static_cast<size_t>(chunks), 0.0);
+    chunk_cnt.assign(static_cast<size_t>(chunks), 0);
+    at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
+      std::vector<int64_t> local(mode == kModeHist ? kHistBins : 0, 0);
+      for (int64_t c = cb; c < ce; ++c) {
+        const Tile* t0 = tiles.data() + bounds[static_cast<size_t>(c)];
+        const Tile* t1 = tiles.data() + bounds[static_cast<size_t>(c) + 1];
+        double* sum = &chunk_sum[static_cast<size_t>(c)];
+        int64_t* cnt = &chunk_cnt[static_cast<size_t>(c)];
+        if (mode == kModeHist) {
+          tiles_run<acc_t, kModeHist>(io, t0, t1, sum, cnt, local.data());
+        } else if (mode == kModeSelect) {
+          tiles_run<acc_t, kModeSelect>(io, t0, t1, sum, cnt, nullptr);
+        } else {
+          tiles_run<acc_t, kModeSbnz>(io, t0, t1, sum, cnt, nullptr);
+        }
+      }
+      if (mode == kModeHist) {
+        const std::lock_guard<std::mutex> lock(hist_mutex);
+        for (int b = 0; b < kHistBins; ++b) hist[b] += local[static_cast<size_t>(b)];
+      }
+    });
+    for (int64_t c = 0; c < chunks; ++c) {
+      r.sum += chunk_sum[static_cast<size_t>(c)];
+      r.cnt += chunk_cnt[static_cast<size_t>(c)];
     }
-  });
-  RunResult r;
-  for (int64_t c = 0; c < chunks; ++c) {
-    r.sum += chunk_sum[static_cast<size_t>(c)];
-    r.cnt += chunk_cnt[static_cast<size_t>(c)];
   }
   return r;
 }
@@ -526,14 +594,15 @@ at::Tensor defined_or_empty(const std::optional<at::Tensor>& t) {
   return t.has_value() && t->defined() ? *t : at::Tensor();
 }
 
-// words[0..2] and the flag word of an int64 [4] select/state tensor (CPU: read directly).
-void read_words(const at::Tensor& t, const at::Tensor& scores, const char* name, int64_t out[4]) {
+// The key words and the flag word of an int64 [kOhemWords + 1] select/state tensor (CPU: read
+// directly).
+void read_words(const at::Tensor& t, const at::Tensor& scores, const char* name, int64_t out[kOhemWords + 1]) {
   TORCH_CHECK(t.device() == scores.device(), name, " must be on ", scores.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kLong && t.numel() == 4, name, " must be int64 with 4 elements, got ",
-              t.scalar_type(), " ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kLong && t.numel() == kOhemWords + 1, name, " must be int64 with ",
+              kOhemWords + 1, " elements, got ", t.scalar_type(), " ", t.sizes());
   const at::Tensor c = t.contiguous();
   const int64_t* p = c.data_ptr<int64_t>();
-  for (int i = 0; i < 4; ++i) out[i] = p[i];
+  for (int i = 0; i <= kOhemWords; ++i) out[i] = p[i];
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_fwd_cpu(
@@ -544,9 +613,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_fwd_cpu(
   check_inputs(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, gamma, alpha);
   const int64_t n = scores.numel();
   const bool has_select = select.has_value() && select->defined();
-  int64_t words[4] = {0, 0, 0, 0};
+  int64_t words[kOhemWords + 1] = {0, 0, 0, 0, 0};
   if (has_select) read_words(*select, scores, "select", words);
-  const bool enabled = !has_select || words[3] != 0;
+  const bool enabled = !has_select || words[kOhemWords] != 0;
   at::Tensor grad = compute_grad ? at::zeros({n}, scores.options()) : scores.new_empty({0});
   RunResult r;
   if (n > 0 && enabled) {
@@ -577,12 +646,12 @@ at::Tensor pairwise_ohem_hist_cpu(const at::Tensor& scores, const at::Tensor& la
                                   double temperature, double margin, double hinge_margin, double gamma,
                                   double alpha, const at::Tensor& state, int64_t digit) {
   check_inputs(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, gamma, alpha);
-  CHECK_ARG(digit >= 0 && digit < 9, "digit must be in [0, 9), got ", digit);
-  int64_t words[4];
+  CHECK_ARG(digit >= 0 && digit < kOhemDigits, "digit must be in [0, ", kOhemDigits, "), got ", digit);
+  int64_t words[kOhemWords + 1];
   read_words(state, scores, "state", words);
   at::Tensor hist = at::zeros({kHistBins}, scores.options().dtype(at::kLong));
   const int64_t n = scores.numel();
-  if (n == 0 || words[3] != 0) return hist;  // done: K* is decided
+  if (n == 0 || words[kOhemWords] != 0) return hist;  // done: K* is decided
   const at::Tensor w = defined_or_empty(weight);
   int64_t* h = hist.data_ptr<int64_t>();
   const int d = static_cast<int>(digit);

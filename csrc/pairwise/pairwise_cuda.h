@@ -43,8 +43,9 @@ typedef struct PairwiseLaunchArgs {
   const int64_t* order;   // [n] original batch index of each sorted position (< 2^32)
   const int64_t* seg_lo;  // [n] first sorted position of the row's session
   const int64_t* seg_hi;  // [n] one past its last
-  // Select mode: the select tensor, int64 [4] (K*'s words and the enabled flag); hist mode: the state
-  // tensor, int64 [4] (the decided prefix and the done flag). Read on the device; NULL for SBNZ.
+  // Select mode: the select tensor, int64 [5] (K*'s four words and the enabled flag); hist mode: the
+  // state tensor, int64 [5] (the decided prefix's four words and the done flag); the 128-bit OHEM key
+  // of pairwise_math.h (kOhemWords words, then the flag). Read on the device; NULL for SBNZ.
   const int64_t* words;
   void* grad;               // [n] acc_t (fwd modes with compute_grad), or NULL
   double* partials;         // fwd modes: [2 * num_blocks]: per-block loss sum, then per-block count
@@ -55,8 +56,12 @@ typedef struct PairwiseLaunchArgs {
   double temperature, margin, hinge_margin, gamma, alpha;
   int32_t dtype;       // PairwiseDType
   int32_t mode;        // PairwiseMode
-  int32_t digit;       // hist mode: 0 .. 8
+  int32_t digit;       // hist mode: 0 .. 11 (kOhemDigits - 1, pairwise_math.h)
   int32_t num_blocks;  // fusedloss_pairwise_num_blocks(n)
+  // 1: the symmetric schedule (each pair evaluated once; grad, when wanted, must be zeroed by the
+  // caller and receives float atomics, so its last bits may vary between runs); 0: the two-sided
+  // one (each pair from both sides; every row's gradient written once, deterministic).
+  int32_t symmetric;
 } PairwiseLaunchArgs;
 
 // Grid size: one block per kPairwiseThreads rows; 0 for an empty input (nothing is launched).

@@ -5,9 +5,17 @@
 // (no .item(), no sync). The session ranges are not checked here (that would need a sync); the
 // kernel clamps them to [0, B), and the cpu op checks them.
 //
+// Schedule (pairwise_cuda.cu): the symmetric one (each pair evaluated once, the column items'
+// gradient shares added with float atomics) by default; under torch.use_deterministic_algorithms(True)
+// (at::globalContext().deterministicAlgorithms(), warn_only included) the two-sided one, which
+// evaluates each pair from both sides and writes every gradient element once: bitwise reproducible.
+// Both ops read the flag, so the histogram passes and the final pass of one OHEM selection use the
+// same schedule, hence the same compiled pair evaluation (unless the flag changes in between).
+//
 // Only built into CUDAExtension builds (setup.py), which define FUSEDLOSS_WITH_CUDA.
 #if defined(FUSEDLOSS_WITH_CUDA)
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
@@ -43,12 +51,19 @@ void check_inputs(const at::Tensor& scores, const at::Tensor& labels, const std:
   check_pairwise_args(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, gamma, alpha);
 }
 
-// An int64 [4] select / state tensor on the scores' device, contiguous (a device copy if needed).
+// An int64 [5] select / state tensor (the OHEM key's kOhemWords words, then the enabled / done
+// flag) on the scores' device, contiguous (a device copy if needed).
 at::Tensor check_words(const at::Tensor& t, const at::Tensor& scores, const char* name) {
+  constexpr int64_t kNumel = kOhemWords + 1;
   TORCH_CHECK(t.device() == scores.device(), name, " must be on ", scores.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kLong && t.numel() == 4, name, " must be int64 with 4 elements, got ",
-              t.scalar_type(), " ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kLong && t.numel() == kNumel, name, " must be int64 with ", kNumel,
+              " elements, got ", t.scalar_type(), " ", t.sizes());
   return t.contiguous();
+}
+
+// The kernel's schedule: symmetric unless deterministic algorithms are requested.
+bool use_symmetric() {
+  return !at::globalContext().deterministicAlgorithms();
 }
 
 PairwiseLaunchArgs make_args(const at::Tensor& scores, const at::Tensor& labels, const at::Tensor& weight,
@@ -73,6 +88,7 @@ PairwiseLaunchArgs make_args(const at::Tensor& scores, const at::Tensor& labels,
   a.alpha = alpha;
   a.dtype = scores.scalar_type() == at::kDouble ? kPairwiseF64 : kPairwiseF32;
   a.num_blocks = fusedloss_pairwise_num_blocks(a.n);
+  a.symmetric = use_symmetric() ? 1 : 0;
   return a;
 }
 
@@ -100,11 +116,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_fwd_cuda(
   const at::Tensor sel = has_select ? check_words(*select, scores, "select") : at::Tensor();
   const int64_t n = scores.numel();
   const at::TensorOptions opts = scores.options();
-  // Every row writes its gradient (0 when nothing contributes), so empty is enough.
-  at::Tensor grad = compute_grad ? at::empty({n}, opts) : scores.new_empty({0});
-
   PairwiseLaunchArgs a = make_args(scores, labels, defined_or_empty(weight), order, seg_lo, seg_hi, kind, flags,
                                    temperature, margin, hinge_margin, gamma, alpha);
+  // Symmetric: the kernel only adds to grad (atomics), so it starts from zeros. Two-sided: every row
+  // writes its whole gradient (0 when nothing contributes), so empty is enough.
+  at::Tensor grad = scores.new_empty({0});
+  if (compute_grad) grad = a.symmetric != 0 ? at::zeros({n}, opts) : at::empty({n}, opts);
   at::Tensor partials = at::empty({2, static_cast<int64_t>(a.num_blocks)}, opts.dtype(at::kDouble));
   a.words = has_select ? sel.data_ptr<int64_t>() : nullptr;
   a.grad = compute_grad ? grad.data_ptr() : nullptr;
@@ -132,10 +149,10 @@ at::Tensor pairwise_ohem_hist_cuda(const at::Tensor& scores, const at::Tensor& l
                                    double temperature, double margin, double hinge_margin, double gamma,
                                    double alpha, const at::Tensor& state, int64_t digit) {
   check_inputs(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, gamma, alpha);
-  CHECK_ARG(digit >= 0 && digit < 9, "digit must be in [0, 9), got ", digit);
+  CHECK_ARG(digit >= 0 && digit < kOhemDigits, "digit must be in [0, ", kOhemDigits, "), got ", digit);
   const c10::cuda::CUDAGuard device_guard(scores.device());
   const at::Tensor st = check_words(state, scores, "state");
-  // Zeros: the kernel only adds to it, and leaves it untouched once state[3] != 0 (done).
+  // Zeros: the kernel only adds to it, and leaves it untouched once state[4] != 0 (done).
   at::Tensor hist = at::zeros({kPairwiseHistBins}, scores.options().dtype(at::kLong));
   PairwiseLaunchArgs a = make_args(scores, labels, defined_or_empty(weight), order, seg_lo, seg_hi, kind, flags,
                                    temperature, margin, hinge_margin, gamma, alpha);

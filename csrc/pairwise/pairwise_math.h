@@ -142,13 +142,18 @@ FL_HD PairOut<acc_t> pair_eval(acc_t s_i, acc_t s_j, acc_t yt_i, acc_t yt_j, acc
   return out;
 }
 
-// ---- OHEM: exact top-k over pairs by radix select on a 96-bit composite key -------------------
+// ---- OHEM: exact top-k over pairs by radix select on a 128-bit composite key ------------------
 // A valid pair (i, j), i the higher-labelled item, with original batch indices oi, oj and weighted
-// loss l has the key (K0, K1, K2) = (ohem_key_bits(float(l)), ~oi, ~oj): comparing keys
-// lexicographically ranks pairs by loss, then by row-major (oi, oj) order, lower index first, which
-// is how TF's top_k breaks ties. Top-k = the pairs whose key is >= the k-th largest key K*.
-// K* is found digit by digit, 9 digits of 11, 11, 10 bits per 32-bit word (histogram passes);
-// state/select words hold K*'s decided bits (undecided bits 0).
+// loss l (acc_t) has the key (K0, K1, K2, K3) = (loss word high, loss word low, ~oi, ~oj), four
+// unsigned 32-bit words: comparing keys lexicographically ranks pairs by loss, then by row-major
+// (oi, oj) order, lower index first, which is how TF's top_k breaks ties. The loss words are an
+// order-preserving map of l's bits: for float, (K0, K1) = (ohem_key_bits(l), 0); for double, the
+// 64-bit map split in two (so float64 losses are ranked exactly, not rounded to float32).
+// Top-k = the pairs whose key is >= the k-th largest key K*. K* is found digit by digit, 12 digits
+// of 11, 11, 10 bits per word (histogram passes; the driver skips word 1's digits for float, where
+// K1 is always 0); state/select words hold K*'s decided bits (undecided bits 0).
+constexpr int kOhemWords = 4;
+constexpr int kOhemDigits = 3 * kOhemWords;
 
 // Order-preserving map of a float32 loss to uint32.
 FL_HD uint32_t ohem_key_bits(float loss) {
@@ -157,17 +162,24 @@ FL_HD uint32_t ohem_key_bits(float loss) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// Order-preserving map of a float64 loss to uint64.
+FL_HD uint64_t ohem_key_bits64(double loss) {
+  uint64_t b;
+  memcpy(&b, &loss, sizeof(b));
+  return (b & 0x8000000000000000ull) ? ~b : (b | 0x8000000000000000ull);
+}
+
 FL_HD int ohem_digit_shift(int digit) { return digit % 3 == 0 ? 21 : (digit % 3 == 1 ? 10 : 0); }
 FL_HD int ohem_digit_width(int digit) { return digit % 3 == 2 ? 10 : 11; }
 
 // Value of digit `digit` of key k (0 .. 2047).
-FL_HD uint32_t ohem_digit(const uint32_t k[3], int digit) {
+FL_HD uint32_t ohem_digit(const uint32_t k[kOhemWords], int digit) {
   const uint32_t w = k[digit / 3];
   return (w >> ohem_digit_shift(digit)) & ((1u << ohem_digit_width(digit)) - 1u);
 }
 
 // Whether k agrees with the prefix p on every digit before `digit`.
-FL_HD bool ohem_prefix_match(const uint32_t k[3], const int64_t p[3], int digit) {
+FL_HD bool ohem_prefix_match(const uint32_t k[kOhemWords], const int64_t p[kOhemWords], int digit) {
   const int word = digit / 3;
   for (int w = 0; w < word; ++w) {
     if (k[w] != static_cast<uint32_t>(p[w])) return false;
@@ -178,18 +190,27 @@ FL_HD bool ohem_prefix_match(const uint32_t k[3], const int64_t p[3], int digit)
 }
 
 // Whether k >= p lexicographically (the pair is among the top k).
-FL_HD bool ohem_selected(const uint32_t k[3], const int64_t p[3]) {
-  for (int w = 0; w < 3; ++w) {
+FL_HD bool ohem_selected(const uint32_t k[kOhemWords], const int64_t p[kOhemWords]) {
+  for (int w = 0; w < kOhemWords; ++w) {
     const uint32_t pw = static_cast<uint32_t>(p[w]);
     if (k[w] != pw) return k[w] > pw;
   }
   return true;
 }
 
-FL_HD void ohem_key(float loss, int64_t oi, int64_t oj, uint32_t k[3]) {
+FL_HD void ohem_key(float loss, int64_t oi, int64_t oj, uint32_t k[kOhemWords]) {
   k[0] = ohem_key_bits(loss);
-  k[1] = ~static_cast<uint32_t>(oi);
-  k[2] = ~static_cast<uint32_t>(oj);
+  k[1] = 0u;
+  k[2] = ~static_cast<uint32_t>(oi);
+  k[3] = ~static_cast<uint32_t>(oj);
+}
+
+FL_HD void ohem_key(double loss, int64_t oi, int64_t oj, uint32_t k[kOhemWords]) {
+  const uint64_t b = ohem_key_bits64(loss);
+  k[0] = static_cast<uint32_t>(b >> 32);
+  k[1] = static_cast<uint32_t>(b);
+  k[2] = ~static_cast<uint32_t>(oi);
+  k[3] = ~static_cast<uint32_t>(oj);
 }
 
 }  // namespace pairwise

@@ -8,11 +8,16 @@
 //     EasyRec's focal clip active at |d| > ~16.1) x label pairs (binary, graded, invalid, equal),
 //     focal gamma {0, 1, 2, 1.7} x alpha {none, 0.25}, hinge margins (focal: the filter d < h).
 //  2. Known values, and the label transform.
-//  3. OHEM keys: ohem_key_bits is order-preserving over negative, zero and positive floats (with
-//     infinities and denormals); selecting with ohem_selected and K* = the k-th largest key of a
-//     random set (many equal losses) gives exactly the top-k set, for every k; a radix select by 9
-//     histogram passes (ohem_prefix_match / ohem_digit), as the cpu/cuda/triton kernels and the Python
-//     driver run it, finds K* exactly; the digits tile each 32-bit word.
+//  3. OHEM keys (128 bits: 4 words, 12 digits): ohem_key_bits is order-preserving over negative, zero
+//     and positive floats, and ohem_key_bits64 over doubles (both with infinities and denormals; for
+//     doubles also neighbours that round to the same float32, e.g. 1 and 1 + 1e-12, which must get
+//     different, correctly ordered keys); the float key's words are (bits, 0, ~oi, ~oj) and the
+//     double key's (hi, lo, ~oi, ~oj); selecting with ohem_selected and K* = the k-th largest key of
+//     a random set (many equal losses) gives exactly the top-k set, for every k, for float and double
+//     keys; a radix select by histogram passes (ohem_prefix_match / ohem_digit), as the
+//     cpu/cuda/triton kernels and the Python driver run it, finds K* exactly, for every k: float keys
+//     over the driver's digits 0-2, 6-11 (word 1 is 0), double keys over all 12; the digits tile each
+//     32-bit word.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -268,15 +273,42 @@ void test_known_values() {
 
 // ---- OHEM keys --------------------------------------------------------------------------------
 
-using Key = std::array<uint32_t, 3>;
+using Key = std::array<uint32_t, pw::kOhemWords>;
+using Words = std::array<int64_t, pw::kOhemWords>;  // a select / state prefix (the flag left out)
 
-Key make_key(float loss, int64_t oi, int64_t oj) {
+// The float overload for a float loss, the double overload for a double one (as the kernels call it
+// on their acc_t loss).
+template <typename loss_t>
+Key make_key(loss_t loss, int64_t oi, int64_t oj) {
   Key k;
   pw::ohem_key(loss, oi, oj, k.data());
   return k;
 }
 
+Words as_words(const Key& k) {
+  Words w;
+  for (int i = 0; i < pw::kOhemWords; ++i) w[static_cast<size_t>(i)] = int64_t(k[static_cast<size_t>(i)]);
+  return w;
+}
+
+// The driver's digit lists: float keys skip word 1's digits (K1 is always 0), double keys use all.
+std::vector<int> float_digits() {
+  std::vector<int> d;
+  for (int i = 0; i < pw::kOhemDigits; ++i) {
+    if (i / 3 != 1) d.push_back(i);
+  }
+  return d;
+}
+
+std::vector<int> all_digits() {
+  std::vector<int> d;
+  for (int i = 0; i < pw::kOhemDigits; ++i) d.push_back(i);
+  return d;
+}
+
 void test_key_bits_order() {
+  expect(pw::kOhemWords == 4 && pw::kOhemDigits == 12, "128-bit key: 4 words, 12 digits", pw::kOhemDigits, 12,
+         "constants");
   const float inf = std::numeric_limits<float>::infinity();
   const float den = std::numeric_limits<float>::denorm_min();
   const float ordered[] = {-inf, -3e38f, -1e30f, -2.5f, -1.0f, -1e-30f, -1e-39f, -den, -0.0f,
@@ -302,14 +334,142 @@ void test_key_bits_order() {
     std::snprintf(ctx, sizeof(ctx), "a=%g b=%g", a, b);
     expect(ok, "key bits preserve order", ka, kb, ctx);
   }
-  // The digits tile each word: 11 + 11 + 10 bits, top to bottom.
-  for (int word = 0; word < 3; ++word) {
+  // The float key's words: (ohem_key_bits(l), 0, ~oi, ~oj).
+  for (int t = 0; t < 1000; ++t) {
+    const uint32_t bl = bits(rng);
+    float l;
+    std::memcpy(&l, &bl, 4);
+    if (std::isnan(l)) continue;
+    const int64_t oi = bits(rng), oj = bits(rng);
+    const Key k = make_key(l, oi, oj);
+    expect(k[0] == pw::ohem_key_bits(l) && k[1] == 0u && k[2] == ~static_cast<uint32_t>(oi) &&
+               k[3] == ~static_cast<uint32_t>(oj),
+           "float key words", k[1], 0, "float key");
+  }
+  // The digits tile each word: 11 + 11 + 10 bits, top to bottom; 3 digits per word, 12 in all.
+  for (int word = 0; word < pw::kOhemWords; ++word) {
     for (int t = 0; t < 1000; ++t) {
-      const Key k = {bits(rng), bits(rng), bits(rng)};
+      const Key k = {bits(rng), bits(rng), bits(rng), bits(rng)};
       uint32_t rebuilt = 0;
       for (int d = 3 * word; d < 3 * word + 3; ++d) rebuilt |= pw::ohem_digit(k.data(), d) << pw::ohem_digit_shift(d);
-      expect(rebuilt == k[word], "digits tile the word", rebuilt, k[word], "digits");
+      expect(rebuilt == k[static_cast<size_t>(word)], "digits tile the word", rebuilt, k[static_cast<size_t>(word)],
+             "digits");
     }
+  }
+}
+
+// ohem_key_bits64 / the double key: order-preserving over negative, zero and positive doubles (with
+// infinities, denormals, and neighbours that round to the same float32), words (hi, lo, ~oi, ~oj).
+void test_key_bits64_order() {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double den = std::numeric_limits<double>::denorm_min();
+  const double dmin = std::numeric_limits<double>::min();  // smallest normal
+  const double dmax = std::numeric_limits<double>::max();
+  const double ordered[] = {-inf,
+                            -dmax,
+                            -1e300,
+                            -3.5e38,  // beyond float's range
+                            -2.5,
+                            -1.0 - 1e-12,
+                            -1.0,
+                            -std::nextafter(1.0, 0.0),
+                            -1e-30,
+                            -1e-39,
+                            -1e-300,
+                            -dmin,
+                            -std::nextafter(dmin, 0.0),  // largest denormal
+                            -2 * den,
+                            -den,
+                            -0.0,
+                            0.0,
+                            den,
+                            2 * den,
+                            3 * den,
+                            1e-310,
+                            std::nextafter(dmin, 0.0),
+                            dmin,
+                            1e-300,
+                            1e-46,  // rounds to float 0
+                            1e-45,
+                            1e-39,
+                            1e-30,
+                            0.1,
+                            std::nextafter(1.0, 0.0),
+                            1.0,
+                            std::nextafter(1.0, 2.0),
+                            1.0 + 1e-12,
+                            1.0 + 1e-9,
+                            1.0 + 1e-7,
+                            2.5,
+                            3.4028234663852886e38,  // FLT_MAX
+                            3.5e38,
+                            1e300,
+                            dmax,
+                            inf};
+  const std::vector<double> v(std::begin(ordered), std::end(ordered));
+  char ctx[128];
+  for (size_t a = 0; a + 1 < v.size(); ++a) {
+    std::snprintf(ctx, sizeof(ctx), "%.17g < %.17g", v[a], v[a + 1]);
+    // The list itself is strictly increasing (-0 before +0).
+    expect(v[a] < v[a + 1] || (v[a] == 0.0 && std::signbit(v[a]) && !std::signbit(v[a + 1])), "test values in order",
+           v[a], v[a + 1], ctx);
+    expect(pw::ohem_key_bits64(v[a]) < pw::ohem_key_bits64(v[a + 1]), "key bits64 increasing", v[a], v[a + 1], ctx);
+    // The 4-word key of the same (oi, oj) is increasing lexicographically too.
+    expect(make_key(v[a], 3, 9) < make_key(v[a + 1], 3, 9), "double key increasing", v[a], v[a + 1], ctx);
+  }
+  // Exactly ranked, not rounded to float32: 1.0 and 1.0 + 1e-12 are the same float, but get
+  // different keys, in order, so that the larger ranks first whatever the indices.
+  {
+    const double a = 1.0, b = 1.0 + 1e-12;
+    expect(static_cast<float>(a) == static_cast<float>(b), "1 and 1 + 1e-12 are one float32", a, b, "premise");
+    expect(make_key(static_cast<float>(a), 0, 1) > make_key(static_cast<float>(b), 5, 1),
+           "float keys: the tie goes to the lower index", a, b, "float");
+    expect(make_key(b, 5, 1) > make_key(a, 0, 1), "double keys: the larger loss first", b, a, "double");
+    expect(make_key(a, 0, 1)[1] != make_key(b, 5, 1)[1], "the low word tells them apart", a, b, "double");
+    Words kstar = as_words(make_key(b, 5, 1));  // k = 1
+    expect(pw::ohem_selected(make_key(b, 5, 1).data(), kstar.data()) &&
+               !pw::ohem_selected(make_key(a, 0, 1).data(), kstar.data()),
+           "top-1 is the 1 + 1e-12 pair", b, a, "double");
+  }
+  // The words: (hi, lo) of ohem_key_bits64, then ~oi, ~oj; for a float-representable double the
+  // high word orders as ohem_key_bits of the float does.
+  std::mt19937_64 rng(321);
+  std::uniform_int_distribution<uint64_t> bits;
+  for (int t = 0; t < 1000; ++t) {
+    const uint64_t bl = bits(rng);
+    double l;
+    std::memcpy(&l, &bl, 8);
+    if (std::isnan(l)) continue;
+    const int64_t oi = static_cast<int64_t>(bits(rng) & 0xffffffffu), oj = static_cast<int64_t>(bits(rng) >> 32);
+    const Key k = make_key(l, oi, oj);
+    const uint64_t kb = pw::ohem_key_bits64(l);
+    expect(k[0] == static_cast<uint32_t>(kb >> 32) && k[1] == static_cast<uint32_t>(kb) &&
+               k[2] == ~static_cast<uint32_t>(oi) && k[3] == ~static_cast<uint32_t>(oj),
+           "double key words", k[0], static_cast<double>(kb >> 32), "double key");
+  }
+  // Random doubles (random bit patterns: every exponent, denormals and infinities included), and
+  // neighbours one ulp apart: key order == double order (ties: equal keys, except -0 < +0).
+  for (int t = 0; t < 400000; ++t) {
+    const uint64_t ba = bits(rng);
+    double a, b;
+    std::memcpy(&a, &ba, 8);
+    if (t % 2 == 0) {
+      const uint64_t bb = bits(rng);
+      std::memcpy(&b, &bb, 8);
+    } else {
+      b = std::nextafter(a, (t % 4 == 1) ? inf : -inf);
+    }
+    if (std::isnan(a) || std::isnan(b)) continue;
+    const uint64_t ka = pw::ohem_key_bits64(a), kb = pw::ohem_key_bits64(b);
+    const bool ok = (a < b) ? ka < kb : (a > b ? ka > kb : (ka == kb || (a == 0.0 && b == 0.0)));
+    std::snprintf(ctx, sizeof(ctx), "a=%.17g b=%.17g", a, b);
+    expect(ok, "key bits64 preserve order", a, b, ctx);
+    if (a == 0.0 && b == 0.0) {
+      expect((ka < kb) == (std::signbit(a) && !std::signbit(b)) || ka == kb, "-0 < +0", a, b, ctx);
+    }
+    const Key key_a = make_key(a, 7, 8), key_b = make_key(b, 7, 8);
+    const bool ok_key = (a < b) ? key_a < key_b : (a > b ? key_a > key_b : (key_a == key_b || (a == 0.0 && b == 0.0)));
+    expect(ok_key, "double key preserves order", a, b, ctx);
   }
 }
 
@@ -336,41 +496,86 @@ std::vector<Key> random_keys(std::mt19937& rng, int n, int distinct_losses) {
   return keys;
 }
 
-std::array<int64_t, 3> as_words(const Key& k) { return {int64_t(k[0]), int64_t(k[1]), int64_t(k[2])}; }
-
-void test_selected_is_top_k() {
-  std::mt19937 rng(7);
-  char ctx[96];
-  for (int rep = 0; rep < 20; ++rep) {
-    const int n = 1 + rep * 13;
-    const std::vector<Key> keys = random_keys(rng, n, 1 + rep % 9);
-    std::vector<int> by_rank(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) by_rank[static_cast<size_t>(i)] = i;
-    std::sort(by_rank.begin(), by_rank.end(),
-              [&](int a, int b) { return keys[static_cast<size_t>(a)] > keys[static_cast<size_t>(b)]; });
-    for (int k = 1; k <= n; ++k) {
-      const std::array<int64_t, 3> kstar = as_words(keys[static_cast<size_t>(by_rank[static_cast<size_t>(k - 1)])]);
-      std::vector<bool> in_top(static_cast<size_t>(n), false);
-      for (int r = 0; r < k; ++r) in_top[static_cast<size_t>(by_rank[static_cast<size_t>(r)])] = true;
-      int count = 0;
-      for (int i = 0; i < n; ++i) {
-        const bool sel = pw::ohem_selected(keys[static_cast<size_t>(i)].data(), kstar.data());
-        count += sel;
-        std::snprintf(ctx, sizeof(ctx), "rep=%d n=%d k=%d i=%d", rep, n, k, i);
-        expect(sel == in_top[static_cast<size_t>(i)], "ohem_selected == top-k", sel, in_top[static_cast<size_t>(i)],
-               ctx);
-      }
-      expect(count == k, "exactly k selected", count, k, ctx);
+// The same for double losses: many ties, and near-ties that one float32 cannot tell apart (1 ulp,
+// 1e-12 relative apart, the same float after rounding), -0 and +0, denormals and infinities.
+std::vector<Key> random_keys_double(std::mt19937& rng, int n, int distinct_losses) {
+  std::vector<double> losses;
+  std::normal_distribution<double> nd(0.0, 2.0);
+  const double specials[] = {0.0,
+                             -0.0,
+                             std::numeric_limits<double>::denorm_min(),
+                             -1e-310,
+                             std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(),
+                             1e-300};
+  for (int i = 0; i < distinct_losses; ++i) {
+    const int group = i % 5;
+    if (group == 4) {
+      losses.push_back(specials[static_cast<size_t>(i / 5) % (sizeof(specials) / sizeof(specials[0]))]);
+    } else if (group == 0 || losses.empty()) {
+      losses.push_back(nd(rng));
+    } else {
+      // Near the previous base value: equal as float32 in the usual case, distinct as double.
+      const double base = losses[static_cast<size_t>(i - group)];
+      losses.push_back(group == 1 ? std::nextafter(base, 1e300)
+                                  : (group == 2 ? base * (1.0 + 1e-12) : std::nextafter(base, -1e300)));
     }
+  }
+  std::uniform_int_distribution<int> pick(0, distinct_losses - 1);
+  std::uniform_int_distribution<int64_t> idx(0, (int64_t(1) << 32) - 1);
+  std::vector<Key> keys;
+  std::vector<std::pair<int64_t, int64_t>> used;
+  while (static_cast<int>(keys.size()) < n) {
+    int64_t oi = idx(rng) % 64, oj = idx(rng) % 64;
+    if (keys.size() % 5 == 0) {
+      oi = idx(rng);
+      oj = idx(rng);
+    }
+    if (std::find(used.begin(), used.end(), std::make_pair(oi, oj)) != used.end()) continue;
+    used.emplace_back(oi, oj);
+    keys.push_back(make_key(losses[static_cast<size_t>(pick(rng))], oi, oj));
+  }
+  return keys;
+}
+
+void check_selected_is_top_k(const std::vector<Key>& keys, const char* what, int rep) {
+  const int n = static_cast<int>(keys.size());
+  char ctx[96];
+  std::vector<int> by_rank(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) by_rank[static_cast<size_t>(i)] = i;
+  std::sort(by_rank.begin(), by_rank.end(),
+            [&](int a, int b) { return keys[static_cast<size_t>(a)] > keys[static_cast<size_t>(b)]; });
+  for (int k = 1; k <= n; ++k) {
+    const Words kstar = as_words(keys[static_cast<size_t>(by_rank[static_cast<size_t>(k - 1)])]);
+    std::vector<bool> in_top(static_cast<size_t>(n), false);
+    for (int r = 0; r < k; ++r) in_top[static_cast<size_t>(by_rank[static_cast<size_t>(r)])] = true;
+    int count = 0;
+    for (int i = 0; i < n; ++i) {
+      const bool sel = pw::ohem_selected(keys[static_cast<size_t>(i)].data(), kstar.data());
+      count += sel;
+      std::snprintf(ctx, sizeof(ctx), "%s rep=%d n=%d k=%d i=%d", what, rep, n, k, i);
+      expect(sel == in_top[static_cast<size_t>(i)], "ohem_selected == top-k", sel, in_top[static_cast<size_t>(i)],
+             ctx);
+    }
+    expect(count == k, "exactly k selected", count, k, ctx);
   }
 }
 
-// The radix select the kernels and the Python driver run: per digit, a 2048-bin histogram of the
-// keys matching the decided prefix; the bin holding the k-th largest is the digit's value.
-std::array<int64_t, 3> radix_select(const std::vector<Key>& keys, int64_t k) {
-  std::array<int64_t, 3> state = {0, 0, 0};
+void test_selected_is_top_k() {
+  std::mt19937 rng(7);
+  for (int rep = 0; rep < 20; ++rep) {
+    check_selected_is_top_k(random_keys(rng, 1 + rep * 13, 1 + rep % 9), "float", rep);
+    check_selected_is_top_k(random_keys_double(rng, 1 + rep * 13, 1 + rep % 23), "double", rep);
+  }
+}
+
+// The radix select the kernels and the Python driver run: per digit of `digits` (in order), a
+// 2048-bin histogram of the keys matching the decided prefix; the bin holding the k-th largest is
+// the digit's value. Digits left out stay 0 in the state.
+Words radix_select(const std::vector<Key>& keys, int64_t k, const std::vector<int>& digits) {
+  Words state{};
   int64_t rem = k;
-  for (int digit = 0; digit < 9; ++digit) {
+  for (const int digit : digits) {
     std::vector<int64_t> hist(2048, 0);
     for (const Key& key : keys) {
       if (pw::ohem_prefix_match(key.data(), state.data(), digit)) ++hist[pw::ohem_digit(key.data(), digit)];
@@ -385,36 +590,60 @@ std::array<int64_t, 3> radix_select(const std::vector<Key>& keys, int64_t k) {
   return state;
 }
 
+// radix_select == the k-th largest key for every k in `ks` (all of 1..n when empty).
+void check_radix_select(const std::vector<Key>& keys, const std::vector<int>& digits, std::vector<int> ks,
+                        const char* what, int rep) {
+  const int n = static_cast<int>(keys.size());
+  char ctx[96];
+  std::vector<Key> sorted = keys;
+  std::sort(sorted.begin(), sorted.end(), [](const Key& a, const Key& b) { return a > b; });
+  if (ks.empty()) {
+    for (int k = 1; k <= n; ++k) ks.push_back(k);
+  }
+  for (const int k : ks) {
+    if (k < 1 || k > n) continue;
+    const Words got = radix_select(keys, k, digits);
+    const Words want = as_words(sorted[static_cast<size_t>(k - 1)]);
+    std::snprintf(ctx, sizeof(ctx), "%s rep=%d n=%d k=%d", what, rep, n, k);
+    expect(got == want, "radix select finds K*", static_cast<double>(got[0]), static_cast<double>(want[0]), ctx);
+    // Prefix matching is consistent with the digits: after the last pass the only keys matching
+    // every digit of K* are K* itself.
+    int equal = 0;
+    for (const Key& key : keys) equal += (as_words(key) == want);
+    expect(equal == 1, "K* is one key", equal, 1, ctx);
+  }
+}
+
 void test_radix_select() {
   std::mt19937 rng(99);
-  char ctx[96];
+  const std::vector<int> fdigits = float_digits(), ddigits = all_digits();
+  expect(fdigits.size() == 9 && fdigits[3] == 6, "the driver's float digits: 0, 1, 2, 6 .. 11",
+         static_cast<double>(fdigits.size()), 9, "digits");
   for (int rep = 0; rep < 40; ++rep) {
     const int n = 1 + (rep * 37) % 600;
-    const std::vector<Key> keys = random_keys(rng, n, 1 + rep % 11);
-    std::vector<Key> sorted = keys;
-    std::sort(sorted.begin(), sorted.end(), [](const Key& a, const Key& b) { return a > b; });
-    for (int k : {1, 2, n / 3 + 1, n / 2 + 1, n}) {
-      if (k > n) continue;
-      const std::array<int64_t, 3> got = radix_select(keys, k);
-      const std::array<int64_t, 3> want = as_words(sorted[static_cast<size_t>(k - 1)]);
-      std::snprintf(ctx, sizeof(ctx), "rep=%d n=%d k=%d", rep, n, k);
-      expect(got == want, "radix select finds K*", static_cast<double>(got[0]), static_cast<double>(want[0]), ctx);
-      // Prefix matching is consistent with the digits: after the last pass the only keys matching
-      // every digit of K* are K* itself.
-      int equal = 0;
-      for (const Key& key : keys) equal += (as_words(key) == want);
-      expect(equal == 1, "K* is one key", equal, 1, ctx);
-    }
+    const std::vector<Key> fkeys = random_keys(rng, n, 1 + rep % 11);
+    // Float keys: the driver's digit list (word 1 skipped), every k; and all 12 digits at a few k.
+    check_radix_select(fkeys, fdigits, {}, "float, digits 0-2 6-11", rep);
+    check_radix_select(fkeys, ddigits, {1, 2, n / 3 + 1, n / 2 + 1, n}, "float, all digits", rep);
+    // Double keys: all 12 digits, every k.
+    const int nd = 1 + (rep * 53) % 400;
+    check_radix_select(random_keys_double(rng, nd, 1 + rep % 31), ddigits, {}, "double, all digits", rep);
+  }
+  // Double losses that one float32 cannot tell apart, only those: the select must use word 1.
+  {
+    std::vector<Key> keys;
+    for (int i = 0; i < 64; ++i) keys.push_back(make_key(1.0 + (i % 8) * 1e-12, i % 3, i));
+    check_radix_select(keys, ddigits, {}, "double, one float value", 0);
   }
   // Prefix match vs digits, directly: k matches p before `digit` iff every earlier digit agrees.
   std::uniform_int_distribution<uint32_t> bits;
   for (int t = 0; t < 20000; ++t) {
-    Key a = {bits(rng), bits(rng), bits(rng)};
+    Key a = {bits(rng), bits(rng), bits(rng), bits(rng)};
     Key b = a;
-    const int flip = static_cast<int>(bits(rng) % 96);  // flip one bit of b
+    const int flip = static_cast<int>(bits(rng) % (32 * pw::kOhemWords));  // flip one bit of b
     b[static_cast<size_t>(flip / 32)] ^= 1u << (31 - flip % 32);
-    const std::array<int64_t, 3> p = as_words(b);
-    for (int digit = 0; digit < 9; ++digit) {
+    const Words p = as_words(b);
+    for (int digit = 0; digit < pw::kOhemDigits; ++digit) {
       bool agree = true;
       for (int e = 0; e < digit; ++e) agree = agree && pw::ohem_digit(a.data(), e) == pw::ohem_digit(b.data(), e);
       expect(pw::ohem_prefix_match(a.data(), p.data(), digit) == agree, "prefix_match == earlier digits agree",
@@ -430,6 +659,7 @@ int main() {
       {"pair_eval vs spec and FD", test_pair_eval},
       {"known values", test_known_values},
       {"ohem key bits, digits", test_key_bits_order},
+      {"ohem double key bits", test_key_bits64_order},
       {"ohem_selected == top-k", test_selected_is_top_k},
       {"radix select == K*", test_radix_select},
   };

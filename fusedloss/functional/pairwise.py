@@ -8,10 +8,16 @@ the scores before the difference. The loss is SBNZ over pairs, ``sum(v l) / #{v 
 pair), or with ``ohem_ratio < 1`` EasyRec's OHEM over the pairs' weighted losses (NaN when nothing
 survives). Backends other than ``reference`` never build a B x B tensor.
 
-OHEM on the fused backends ranks pairs by their weighted loss rounded to float32, then by
-row-major (i, j) position; for float64 input two losses closer than a float32 ulp count as a tie
-(the float64 reference ranks them in float64). Scores are differentiated; target, session_ids and
-weight are not (a weight that requires grad sends ``auto`` to the reference).
+OHEM on the fused backends ranks pairs by their weighted loss in the compute dtype (float32, or
+float64 for float64 input, exactly), then by row-major (i, j) position, as the reference does.
+Scores are differentiated; target, session_ids and weight are not (a weight that requires grad
+sends ``auto`` to the reference).
+
+The fused backends evaluate each pair once and add its gradient to both items. On CUDA tensors
+(``cuda`` and ``triton``) the second item's share is added with atomics, so the gradient's last
+bits may vary between runs; under ``torch.use_deterministic_algorithms(True)`` they evaluate each
+pair from both sides instead (deterministic, twice the work). The ``cpu`` backend is deterministic
+and does not depend on the thread count.
 """
 
 import torch

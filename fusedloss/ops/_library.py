@@ -30,13 +30,13 @@ LIB.define("binary_focal_fwd_triton" + BINARY_FOCAL_SCHEMA)
 # [seg_lo[p], seg_hi[p]) is the sorted range of p's session. kind: 0 pair_wise, 1 logistic,
 # 2 focal, 3 hinge; flags: 1 has_hinge_margin, 2 use_label_margin, 4 label_is_logits,
 # 8 use_exponent; alpha < 0: none.
-#   pairwise_fwd: select None -> SBNZ over valid pairs; select (int64 [4]: the k-th largest OHEM
-#     key's three words and an enabled flag) -> OHEM's final pass over the selected pairs whose
+#   pairwise_fwd: select None -> SBNZ over valid pairs; select (int64 [5]: the k-th largest OHEM
+#     key's four words and an enabled flag) -> OHEM's final pass over the selected pairs whose
 #     loss is > 0. Returns (loss, grad, scale): 0-d loss, grad [B] (sorted order, unscaled; empty
 #     without compute_grad), 0-d scale (1 / denominator, 0 when it is 0).
-#   pairwise_ohem_hist: histogram (int64 [2048]) of digit `digit` of the OHEM keys of the valid pairs
-#     matching the decided prefix in state (int64 [4]: three key words, done flag; all zeros
-#     returned when done).
+#   pairwise_ohem_hist: histogram (int64 [2048]) of digit `digit` (0..11) of the OHEM keys of the
+#     valid pairs matching the decided prefix in state (int64 [5]: four key words, done flag; all
+#     zeros returned when done).
 PAIRWISE_ARGS = (
     "Tensor scores, Tensor labels, Tensor? weight, Tensor order, Tensor seg_lo, Tensor seg_hi, "
     "int kind, int flags, float temperature, float margin, float hinge_margin, float gamma, "

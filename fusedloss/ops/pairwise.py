@@ -3,13 +3,13 @@
 The C++ extension registers the CPU and CUDA kernels; this module adds the Triton kernels, the fake
 kernels, the autograd formula, the O(B log B) session layout and the exact OHEM selection.
 
-OHEM without pairs in memory: every valid pair has a 96-bit key (its float32 weighted loss, then
+OHEM without pairs in memory: every valid pair has a 128-bit key (its weighted loss's bits, then
 its row-major (i, j) position, lower first: csrc/pairwise/pairwise_math.h). The k-th largest key K*
-is found by a radix select: up to 9 histogram passes over the pairs, one 11/11/10-bit digit each,
-each pass restricted to the pairs matching the digits decided so far; the selection state lives on
-the device (no host sync) and passes after the decisive one return at once. A final pass then sums
-the loss and the gradient of the pairs with key >= K* and loss > 0. The key holds the loss rounded
-to float32 even for float64 input (a 64-bit loss word would need three more passes).
+is found by a radix select: histogram passes over the pairs, one 11/11/10-bit digit each, each pass
+restricted to the pairs matching the digits decided so far; the selection state lives on the device
+(no host sync) and passes after the decisive one return at once. A final pass then sums the loss
+and the gradient of the pairs with key >= K* and loss > 0. float64 losses are ranked exactly (12
+digits); float32 ones have a 32-bit loss word (9 digits: the second key word is always 0).
 """
 
 import numpy as np
@@ -22,6 +22,9 @@ KINDS = {"pair_wise": 0, "logistic": 1, "focal": 2, "hinge": 3}
 HAS_HINGE_MARGIN, USE_LABEL_MARGIN, LABEL_IS_LOGITS, USE_EXPONENT = 1, 2, 4, 8
 OHEM_BINS = 2048
 _DIGIT_SHIFT = (21, 10, 0)
+KEY_WORDS = 4
+# Digits of the radix select per compute dtype: float32 keys have 0 in word 1 (digits 3..5).
+OHEM_DIGITS = {torch.float32: (0, 1, 2, 6, 7, 8, 9, 10, 11), torch.float64: tuple(range(12))}
 
 _FWD = {
     "cpu": torch.ops.fusedloss.pairwise_fwd.default,
@@ -69,28 +72,36 @@ torch.library.register_kernel("fusedloss::pairwise_ohem_hist_triton", ("cpu", "c
 def session_layout(session_ids, b: int, device):
     """(order, seg_lo, seg_hi): a stable sort by session and each sorted item's session range.
 
-    O(B log B) time, O(B) memory; ``order`` is None when there are no sessions (one segment).
+    O(B log B) time (the sort; the ranges are two O(B) scans), O(B) memory, static shapes;
+    ``order`` is None when there are no sessions (one segment).
     """
     if session_ids is None:
         return (None, torch.zeros(b, dtype=torch.int64, device=device),
                 torch.full((b,), b, dtype=torch.int64, device=device))
     order = torch.argsort(session_ids, stable=True)
-    ids = session_ids[order].contiguous()
-    return (order, torch.searchsorted(ids, ids, side="left"),
-            torch.searchsorted(ids, ids, side="right"))
+    ids = session_ids[order]
+    pos = torch.arange(b, device=device)
+    starts = torch.ones(b, dtype=torch.bool, device=device)
+    starts[1:] = ids[1:] != ids[:-1]
+    ends = torch.ones(b, dtype=torch.bool, device=device)
+    ends[:-1] = starts[1:]
+    seg_lo = torch.cummax(torch.where(starts, pos, 0), 0).values
+    seg_hi = torch.cummin(torch.where(ends, pos + 1, b).flip(0), 0).values.flip(0)
+    return order, seg_lo, seg_hi
 
 
 def _ohem_select(hist_op, args, ratio: float) -> torch.Tensor:
     """The ``select`` words of the k-th largest pair key (see the module docstring)."""
     device = args[0].device
-    state = torch.zeros(4, dtype=torch.int64, device=device)
-    hist = hist_op(*args, state, 0)
+    digits = OHEM_DIGITS[args[0].dtype]
+    state = torch.zeros(KEY_WORDS + 1, dtype=torch.int64, device=device)
+    hist = hist_op(*args, state, digits[0])
     k = (hist.sum().to(torch.float32) * np.float32(ratio)).round().to(torch.int64)  # rint: half-even
     k_rem = k
     done = k == 0
     bins = torch.arange(OHEM_BINS, device=device)
-    for digit in range(9):
-        if digit:
+    for step, digit in enumerate(digits):
+        if step:
             hist = hist_op(*args, state, digit)
         at_least = hist.flip(0).cumsum(0).flip(0)          # pairs in this digit's bins >= b
         b = ((at_least >= k_rem).sum() - 1).clamp(min=0)  # the bin holding the k_rem-th largest
@@ -98,11 +109,12 @@ def _ohem_select(hist_op, args, ratio: float) -> torch.Tensor:
         above = (at_least * (bins == b)).sum() - in_b
         word = digit // 3
         new_word = state[word] | (b << _DIGIT_SHIFT[digit % 3])
-        words = [torch.where(done, state[w], new_word) if w == word else state[w] for w in range(3)]
+        words = [torch.where(done, state[w], new_word) if w == word else state[w]
+                 for w in range(KEY_WORDS)]
         k_rem = torch.where(done, k_rem, k_rem - above)
         done = done | (in_b == k_rem)   # the whole bin is taken: the digits below need no pass
         state = torch.stack(words + [done.to(torch.int64)])
-    return torch.cat([state[:3], (k > 0).to(torch.int64).reshape(1)])
+    return torch.cat([state[:KEY_WORDS], (k > 0).to(torch.int64).reshape(1)])
 
 
 def run_pairwise(backend, input, target, session_ids, weight, *, kind, flags=0, temperature=1.0,

@@ -5,26 +5,49 @@ original batch index ``order[p]`` and p's session range ``[seg_lo[p], seg_hi[p])
 valid when y'_i > y'_j, both share a session, and (PAIRWISE_FOCAL with a hinge margin) d_ij < h;
 ``pair_eval`` gives its weighted loss, SBNZ weight v and d loss / d s_i, d loss / d s_j (spec 1.4, 3).
 
-One program owns BLOCK_R consecutive sorted rows and walks the columns of their sessions in tiles of
-BLOCK_C (runtime loop bounds), so it sees each of its rows' pairs from both sides: as the higher item
-i (the pair's loss and count are taken there, once) and as the lower item j (gradient only). Every
-row's gradient is then complete in registers: no atomics on grad, and the sums are per-program
-partials finished by torch ops, so results are deterministic for a given B.
+One program owns BLOCK_R consecutive sorted rows [r0, r0 + BLOCK_R) and walks the columns of their
+sessions in tiles of BLOCK_C (runtime loop bounds). A pair's arguments are selected per element so
+that the higher item is i whichever side holds it (``hi_side``): a pair gives bit-identical values
+seen from either side, in every mode (the OHEM histogram passes and the final pass rank the same
+loss bits). Loss sums and counts are per-program partials (PART_S, PART_N) finished by torch ops, so
+the loss is deterministic for a given B under both schedules (constexpr SYMMETRIC):
+
+    SYMMETRIC (the default): the column loop starts at r0 and a pair (p, q) is taken only when
+        q > p, so every pair is evaluated once, by the program of its lower sorted position, and
+        counted there. d loss / d s of the row side accumulates in registers; the column side's is
+        summed over the tile's rows and added to GRAD[q] with tl.atomic_add, and the row sums are
+        atomically added at the end (GRAD is zero-initialised by the caller). Float atomics add a
+        gradient's terms in a run-dependent order: its last bits may vary from run to run.
+    two-sided (SYMMETRIC False), used when ``torch.are_deterministic_algorithms_enabled()``: the
+        program walks every column of its rows' sessions. With a gradient it sees each of its rows'
+        pairs from both sides: as the higher item i (the pair's loss and count are taken there,
+        once) and as the lower item j (gradient only); every row's gradient is then complete in
+        registers and stored once, without atomics, so results are bitwise reproducible. Without a
+        gradient (MODE 2, or no grad) the row is item i and each pair counts at its higher row.
 
 MODE (constexpr):
     0  SBNZ: loss = sum over valid pairs of loss / #{valid pairs with v != 0}; 0 when there are none.
-    1  OHEM final pass: a pair counts iff valid, loss > 0 and its key (ohem_key) >= the k-th largest
-       key K* = select[0:3] (unsigned 32-bit words, lexicographic); select[3] == 0 disables every
-       pair. loss = sum / count (NaN for no pairs: OHEM's empty mean).
-    2  OHEM histogram of one radix digit of the keys of the valid pairs whose decided digits match
-       state[0:3]; a per-program tl.histogram, added once per program to the int64 [2048] output.
-       state[3] != 0 (selection finished) empties the column loop, leaving the output zero.
-Key words are handled as int64 holding the unsigned 32-bit value, so comparisons, ~ and shifts
-(shift 32 included) mean the same thing under the interpreter and in the compiled kernel.
+    1  OHEM final pass: a pair counts iff valid, loss > 0 and its 128-bit key (ohem_key: loss word
+       high, loss word low, ~order[i], ~order[j]) >= the k-th largest key K* = select[0:4]
+       (unsigned 32-bit words, lexicographic); select[4] == 0 disables every pair.
+       loss = sum / count (NaN for no pairs: OHEM's empty mean).
+    2  OHEM histogram of one radix digit (0..11; digit d is bits [shift, shift + width) of word
+       d // 3, shift (21, 10, 0)[d % 3], width 11, 11, 10) of the keys of the valid pairs whose
+       decided digits match state[0:4]; a per-program tl.histogram, added once per program to the
+       int64 [2048] output. state[4] != 0 (selection finished) empties the column loop, leaving the
+       output zero.
+The loss words are an order-preserving map of the loss's bits: float32 acc -> (ohem_key_bits(loss),
+0); float64 acc -> the 64-bit map split into its high and low 32-bit words, so float64 losses are
+ranked exactly. Key words are handled as int64 holding the unsigned 32-bit value, so comparisons,
+~ and shifts (shift 32 included) mean the same thing under the interpreter and in the compiled
+kernel.
 
-Work: every valid pair is evaluated twice (once from each side), each evaluation one exp and one log
-(plus one log and two exps for PAIRWISE_FOCAL with gamma not in {0, 1, 2}).
+Work: SYMMETRIC evaluates each pair of a session (p, q), p < q, once; the two-sided schedule twice
+(once from each side). Each evaluation is one exp and one log (plus one log and two exps for
+PAIRWISE_FOCAL with gamma not in {0, 1, 2}).
 """
+
+import itertools
 
 import numpy as np
 import torch
@@ -38,6 +61,7 @@ FLAG_HAS_HINGE_MARGIN, FLAG_USE_LABEL_MARGIN, FLAG_LABEL_IS_LOGITS, FLAG_USE_EXP
 MODE_SBNZ, MODE_SELECT, MODE_HIST = 0, 1, 2
 GAMMA_ZERO, GAMMA_ONE, GAMMA_TWO, GAMMA_ANY = 0, 1, 2, 3
 N_BINS = 2048
+OHEM_WORDS, OHEM_DIGITS = 4, 12    # 128-bit OHEM key: four 32-bit words of three digits each
 HIST_BINS = tl.constexpr(N_BINS)   # a constexpr global: compiled kernels may only read those
 
 
@@ -161,10 +185,26 @@ def _pair_eval(s_i, s_j, yt_i, yt_j, w_i, ds_i_item, ds_j_item, inv_t, margin, h
 
 
 @triton.jit
-def _ohem_key0(loss):
-    """ohem_key_bits(float(loss)) as an int64 in [0, 2^32): negative -> ~bits, else bits | 2^31."""
-    b = loss.to(tl.float32).to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
-    return tl.where(b >= 0x80000000, 0xFFFFFFFF - b, b + 0x80000000)
+def _ohem_loss_words(loss):
+    """The loss words (K0, K1) of ohem_key, each an int64 in [0, 2^32).
+
+    float32: (ohem_key_bits(loss), 0), ohem_key_bits: negative -> ~bits, else bits | 2^31.
+    float64: ohem_key_bits64(loss) (negative -> ~bits, else bits | 2^63) split into its high and
+    low 32-bit words, computed per word (no 2^63 literal): negative -> (~hi, ~lo), else
+    (hi | 2^31, lo).
+    """
+    if loss.dtype == tl.float64:
+        b = loss.to(tl.int64, bitcast=True)
+        hi = (b >> 32) & 0xFFFFFFFF
+        lo = b & 0xFFFFFFFF
+        neg = hi >= 0x80000000
+        k0 = tl.where(neg, 0xFFFFFFFF - hi, hi + 0x80000000)
+        k1 = tl.where(neg, 0xFFFFFFFF - lo, lo)
+    else:
+        b = loss.to(tl.float32).to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+        k0 = tl.where(b >= 0x80000000, 0xFFFFFFFF - b, b + 0x80000000)
+        k1 = tl.zeros_like(k0)
+    return k0, k1
 
 
 @triton.jit
@@ -183,7 +223,8 @@ def _pairwise_kernel(
     HAS_ALPHA: tl.constexpr,         # focal: alpha >= 0
     HAS_WEIGHT: tl.constexpr,        # W[p * w_stride] (w_stride 0: a [1] weight), else w = 1
     MODE: tl.constexpr,              # 0 SBNZ, 1 OHEM final pass (SELECT), 2 OHEM histogram (SELECT = state)
-    COMPUTE_GRAD: tl.constexpr,      # modes 0 and 1: write GRAD[p] (sorted order, unscaled)
+    COMPUTE_GRAD: tl.constexpr,      # modes 0 and 1: GRAD[p] (sorted order, unscaled)
+    SYMMETRIC: tl.constexpr,         # each pair once (columns q > p, atomics on GRAD), else two-sided
     BLOCK_R: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
@@ -192,11 +233,16 @@ def _pairwise_kernel(
     S, Y: [B] scores and labels (acc dtype); W: [B] or [1] or unused; ORDER, SEG_LO, SEG_HI: [B]
     int64. Writes PART_S[pid] (sum of the counted pairs' loss, acc) and PART_N[pid] (their number,
     int64) in modes 0 and 1, and atomically adds the program's digit histogram to HIST in mode 2.
+    GRAD (COMPUTE_GRAD): stored, one row per program, when two-sided; atomically added (rows and
+    columns, GRAD zero-initialised by the caller) when SYMMETRIC.
     Float parameters arrive as fp64 and are rounded once to the acc dtype, as acc_t(param) in C++.
     """
     pid = tl.program_id(0).to(tl.int64)
     ACC: tl.constexpr = S.dtype.element_ty
-    TWO_SIDED: tl.constexpr = COMPUTE_GRAD and MODE != 2
+    GRAD_ON: tl.constexpr = COMPUTE_GRAD and MODE != 2
+    TWO_SIDED: tl.constexpr = GRAD_ON and not SYMMETRIC
+    # Arguments selected per element (the higher item of the pair is i, whichever side it is on).
+    BY_SIDE: tl.constexpr = TWO_SIDED or SYMMETRIC
     inv_t = tl.full([], inv_t_arg, ACC)
     margin = tl.full([], margin_arg, ACC)
     hinge_margin = tl.full([], hinge_margin_arg, ACC)
@@ -207,11 +253,16 @@ def _pairwise_kernel(
     else:
         alpha_factor = tl.full([], 1.0, ACC)
 
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
+    r0 = pid * BLOCK_R
+    rows = r0 + tl.arange(0, BLOCK_R)
     rmask = rows < B
     lo_r = tl.load(SEG_LO + rows, mask=rmask, other=0)
     hi_r = tl.load(SEG_HI + rows, mask=rmask, other=0)     # masked rows: empty range [0, 0)
     col_lo = tl.min(tl.where(rmask, lo_r, B), axis=0)
+    if SYMMETRIC:
+        # Only columns q > p: the pairs (p, q) with q < r0 belong to q's program. Tiles start at
+        # the row block itself (col_lo <= r0), the first one holding the diagonal block.
+        col_lo = tl.maximum(col_lo, r0)
     col_hi = tl.max(hi_r, axis=0)
     s_r = tl.load(S + rows, mask=rmask, other=0)
     y_r = _transform_label(tl.load(Y + rows, mask=rmask, other=0), inv_t, KIND, USE_LABEL_MARGIN,
@@ -230,14 +281,16 @@ def _pairwise_kernel(
         sel0 = tl.load(SELECT) & 0xFFFFFFFF
         sel1 = tl.load(SELECT + 1) & 0xFFFFFFFF
         sel2 = tl.load(SELECT + 2) & 0xFFFFFFFF
-        flag = tl.load(SELECT + 3)
+        sel3 = tl.load(SELECT + 3) & 0xFFFFFFFF
+        flag = tl.load(SELECT + 4)
         # Mode 1: flag is "enabled" (0: no pair is selected). Mode 2: flag is "done" (output zero).
         # Either way nothing can count, so the column loop is left empty.
         if MODE == 1:
             col_hi = tl.where(flag == 0, col_lo, col_hi)
         else:
             col_hi = tl.where(flag != 0, col_lo, col_hi)
-            sel_w = tl.where(h_word == 0, sel0, tl.where(h_word == 1, sel1, sel2))
+            sel_w = tl.where(h_word == 0, sel0,
+                             tl.where(h_word == 1, sel1, tl.where(h_word == 2, sel2, sel3)))
 
     acc_s = tl.zeros([BLOCK_R, BLOCK_C], ACC)
     acc_n = tl.zeros([BLOCK_R, BLOCK_C], tl.int32)
@@ -247,7 +300,11 @@ def _pairwise_kernel(
         cols = c0 + tl.arange(0, BLOCK_C)
         cmask = cols < col_hi
         # Same session; rows past B have the empty range, columns past col_hi fall outside every range.
-        same = (cols[None, :] >= lo_r[:, None]) & (cols[None, :] < hi_r[:, None])
+        if SYMMETRIC:
+            # q > p >= seg_lo[p]: the lower bound of the session is implied.
+            same = (cols[None, :] > rows[:, None]) & (cols[None, :] < hi_r[:, None])
+        else:
+            same = (cols[None, :] >= lo_r[:, None]) & (cols[None, :] < hi_r[:, None])
         s_c = tl.load(S + cols, mask=cmask, other=0)
         y_c = _transform_label(tl.load(Y + cols, mask=cmask, other=0), inv_t, KIND,
                                USE_LABEL_MARGIN, LABEL_IS_LOGITS, USE_EXPONENT)
@@ -257,7 +314,7 @@ def _pairwise_kernel(
             d_c = s_c
         if MODE != 0:
             o_c = tl.load(ORDER + cols, mask=cmask, other=0)
-        if TWO_SIDED:
+        if BY_SIDE:
             # Row p is item i where y'_p > y'_q, else item j (ties give an invalid pair either way).
             hi_side = y_r[:, None] > y_c[None, :]
             s_i = tl.where(hi_side, s_r[:, None], s_c[None, :])
@@ -281,8 +338,10 @@ def _pairwise_kernel(
             w_i = w_r[:, None] + tl.zeros([BLOCK_R, BLOCK_C], ACC)
         valid, loss, v, ds_i, ds_j = _pair_eval(
             s_i, s_j, yt_i, yt_j, w_i, di_i, di_j, inv_t, margin, hinge_margin, gamma, alpha_factor,
-            KIND, HAS_HINGE_MARGIN, USE_LABEL_MARGIN, USE_EXPONENT, GAMMA_KIND, TWO_SIDED)
+            KIND, HAS_HINGE_MARGIN, USE_LABEL_MARGIN, USE_EXPONENT, GAMMA_KIND, GRAD_ON)
         valid = valid & same
+        # row_is_i: the pair's loss and count are taken from this side. Two-sided: the row is the
+        # higher item. Symmetric (each pair seen once) and one-sided (rows are i): every pair.
         if TWO_SIDED:
             row_is_i = hi_side
         else:
@@ -291,26 +350,34 @@ def _pairwise_kernel(
             take = valid
             acc_n += (take & row_is_i & (v != 0.0)).to(tl.int32)
         else:
-            # Key of the pair (i, j): (bits(float(loss)), ~order[i], ~order[j]) as int64 words.
-            k0 = _ohem_key0(loss)
-            if TWO_SIDED:
+            # Key of the pair (i, j): (loss word high, loss word low, ~order[i], ~order[j]) as
+            # int64 words.
+            k0, k1 = _ohem_loss_words(loss)
+            if BY_SIDE:
                 o_i = tl.where(hi_side, o_r[:, None], o_c[None, :])
                 o_j = tl.where(hi_side, o_c[None, :], o_r[:, None])
             else:
                 o_i = o_r[:, None] + tl.zeros([BLOCK_R, BLOCK_C], tl.int64)
                 o_j = o_c[None, :] + tl.zeros([BLOCK_R, BLOCK_C], tl.int64)
-            k1 = 0xFFFFFFFF - (o_i & 0xFFFFFFFF)
-            k2 = 0xFFFFFFFF - (o_j & 0xFFFFFFFF)
+            k2 = 0xFFFFFFFF - (o_i & 0xFFFFFFFF)
+            k3 = 0xFFFFFFFF - (o_j & 0xFFFFFFFF)
             if MODE == 1:
                 # ohem_selected: key >= K* lexicographically; and OHEM drops losses that are not > 0.
-                ge = (k0 > sel0) | ((k0 == sel0) & ((k1 > sel1) | ((k1 == sel1) & (k2 >= sel2))))
+                ge = (k2 > sel2) | ((k2 == sel2) & (k3 >= sel3))
+                ge = (k1 > sel1) | ((k1 == sel1) & ge)
+                ge = (k0 > sel0) | ((k0 == sel0) & ge)
                 take = valid & ge & (loss > 0.0)
                 acc_n += (take & row_is_i).to(tl.int32)
             else:
                 # ohem_prefix_match on the decided digits, then ohem_digit. Shifting the int64 word
-                # by 32 (the word's top digit) leaves 0 == 0: no special case.
-                k_w = tl.where(h_word == 0, k0, tl.where(h_word == 1, k1, k2))
-                match = ((h_word < 1) | (k0 == sel0)) & ((h_word < 2) | (k1 == sel1))
+                # by 32 (the word's top digit) leaves 0 == 0: no special case. The branch on the
+                # (program-uniform) word keeps fp64 within registers (a 4-way where spilled).
+                if h_word < 2:
+                    k_w = tl.where(h_word == 0, k0, k1)
+                    match = (h_word == 0) | (k0 == sel0)
+                else:
+                    k_w = tl.where(h_word == 2, k2, k3)
+                    match = (k0 == sel0) & (k1 == sel1) & ((h_word == 2) | (k2 == sel2))
                 match = match & ((k_w >> h_above) == (sel_w >> h_above))
                 take = valid & match
                 digit = ((k_w >> h_shift) & h_mask).to(tl.int32)
@@ -320,6 +387,11 @@ def _pairwise_kernel(
             acc_s += tl.where(take & row_is_i, loss, 0.0)
             if COMPUTE_GRAD:
                 acc_g += tl.where(take, tl.where(hi_side, ds_i, ds_j), 0.0)
+                if SYMMETRIC:
+                    # The column side's derivative, summed over this tile's rows; zero sums (no
+                    # pair taken in the column) are not added.
+                    g_c = tl.sum(tl.where(take, tl.where(hi_side, ds_j, ds_i), 0.0), axis=0)
+                    tl.atomic_add(GRAD + cols, g_c, mask=cmask & (g_c != 0.0), sem="relaxed")
 
     if MODE == 2:
         bins = tl.arange(0, HIST_BINS)
@@ -328,7 +400,12 @@ def _pairwise_kernel(
         tl.store(PART_S + pid, tl.sum(tl.sum(acc_s, axis=1), axis=0))
         tl.store(PART_N + pid, tl.sum(tl.sum(acc_n.to(tl.int64), axis=1), axis=0))
         if COMPUTE_GRAD:
-            tl.store(GRAD + rows, tl.sum(acc_g, axis=1), mask=rmask)
+            g_r = tl.sum(acc_g, axis=1)
+            if SYMMETRIC:
+                # Other programs add these rows' column-side terms: add, never store.
+                tl.atomic_add(GRAD + rows, g_r, mask=rmask & (g_r != 0.0), sem="relaxed")
+            else:
+                tl.store(GRAD + rows, g_r, mask=rmask)
 
 
 def launch_config(n: int, fp64: bool) -> tuple[int, int, int]:
@@ -340,8 +417,13 @@ def launch_config(n: int, fp64: bool) -> tuple[int, int, int]:
     2-3x fewer interpreter steps (B = 300, no sessions: ~0.3 s instead of ~0.9 s per call). fp64
     needs ~150-195 registers per thread, over the 128 that 16 warps allow (ptxas spilled up to
     224 bytes), so it takes 32 x 32 on 8 warps. Larger n: 16 x 32 on 4 warps: more programs per
-    SM and less of each tile wasted past the ends of short sessions. ptxas (sm_90) for these:
-    <= 117 registers in fp32, <= 194 in fp64, no spills.
+    SM and less of each tile wasted past the ends of short sessions. ptxas (sm_90) for the AOT
+    specializations: two-sided <= 111 registers in fp32, <= 194 in fp64; SYMMETRIC <= 106 in fp32,
+    <= 202 in fp64 (sm_80: <= 109 / 194 and <= 107 / 194); no spills.
+
+    SYMMETRIC halves the evaluations, but a program walks only the columns from its own rows on:
+    with fewer programs than SMs (n <= 2048) the longest one, the first of a long session, walks
+    as many columns as under the two-sided schedule, so the gain is in throughput at larger n.
     """
     if n <= 2048:
         return (32, 32, 8) if fp64 else (32, 64, 16)
@@ -375,6 +457,13 @@ def _constexprs(kind: int, flags: int, gamma: float, alpha: float, acc: torch.dt
     }
 
 
+def symmetric_schedule() -> bool:
+    """SYMMETRIC of the next launch: each pair once with atomics on grad, unless
+    ``torch.are_deterministic_algorithms_enabled()``, which selects the two-sided schedule (no
+    atomics on grad; bitwise reproducible)."""
+    return not torch.are_deterministic_algorithms_enabled()
+
+
 def _launch(mode, scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature, margin,
             hinge_margin, gamma, alpha, select, compute_grad, grad, part_s, part_n, hist, digit=0):
     n = scores.shape[0]
@@ -392,7 +481,8 @@ def _launch(mode, scores, labels, weight, order, seg_lo, seg_hi, kind, flags, te
         1.0 / float(temperature), float(margin), float(hinge_margin), float(gamma), float(alpha),
         word, shift, shift + width, (1 << width) - 1,
         **_constexprs(kind, flags, gamma, alpha, acc), HAS_WEIGHT=has_w, MODE=mode,
-        COMPUTE_GRAD=compute_grad, BLOCK_R=block_r, BLOCK_C=block_c, num_warps=num_warps,
+        COMPUTE_GRAD=compute_grad, SYMMETRIC=symmetric_schedule(), BLOCK_R=block_r, BLOCK_C=block_c,
+        num_warps=num_warps,
     )
 
 
@@ -410,17 +500,35 @@ def _check(scores, labels, weight, order, seg_lo, seg_hi):
             raise ValueError(f"{name} must be [{n}] int64, got {tuple(t.shape)} {t.dtype}")
 
 
+def _check_words(name, t):
+    """select / state: int64 [5] (the four key words, then the flag), contiguous."""
+    if t.shape != (OHEM_WORDS + 1,) or t.dtype != torch.int64:
+        raise ValueError(f"{name} must be [{OHEM_WORDS + 1}] int64 (four key words and a flag), "
+                         f"got {tuple(t.shape)} {t.dtype}")
+    return t.contiguous()
+
+
 def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature,
                         margin, hinge_margin, gamma, alpha, select, compute_grad):
     """``fusedloss::pairwise_fwd_triton``: (loss 0-d, grad [B] sorted and unscaled or [0], scale 0-d).
 
-    select None: SBNZ (loss = S / N, 0 without pairs; scale = 1 / N or 0). select int64 [4]: OHEM's
-    final pass over the pairs with key >= select[0:3] and loss > 0 (loss = S / N, NaN without
-    pairs). No host synchronisation: the sums are finished with torch ops.
+    select None: SBNZ (loss = S / N, 0 without pairs; scale = 1 / N or 0). select int64 [5]: OHEM's
+    final pass over the pairs with key >= select[0:4] (four key words) and loss > 0, every pair
+    disabled when select[4] == 0 (loss = S / N, NaN without pairs). No host synchronisation: the
+    sums are finished with torch ops.
+
+    Schedule (module docstring): SYMMETRIC by default, each pair evaluated once and the gradient
+    accumulated with float atomics, so its last bits may differ from run to run (the loss does
+    not: it is summed from per-program partials). When
+    ``torch.are_deterministic_algorithms_enabled()``, the two-sided schedule (twice the pair
+    evaluations, no atomics on grad) gives a bitwise reproducible gradient. The two agree up to
+    float rounding.
     """
     scores, labels, order, seg_lo, seg_hi = (t.contiguous() for t in (scores, labels, order, seg_lo, seg_hi))
     weight = weight.contiguous() if weight is not None else None
     _check(scores, labels, weight, order, seg_lo, seg_hi)
+    if select is not None:
+        select = _check_words("select", select)
     n = scores.shape[0]
     acc = scores.dtype
     grad = scores.new_zeros((n,) if compute_grad else (0,))
@@ -429,8 +537,6 @@ def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, fla
     part_n = scores.new_zeros((max(programs, 1),), dtype=torch.int64)
     if n > 0:
         mode = MODE_SBNZ if select is None else MODE_SELECT
-        if select is not None:
-            select = select.contiguous()
         _launch(mode, scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature,
                 margin, hinge_margin, gamma, alpha, select, compute_grad, grad, part_s, part_n, None)
     total = part_s.sum(dtype=torch.float64)
@@ -446,25 +552,31 @@ def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, fla
 def pairwise_ohem_hist_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, flags,
                               temperature, margin, hinge_margin, gamma, alpha, state, digit):
     """``fusedloss::pairwise_ohem_hist_triton``: int64 [2048] histogram of OHEM key digit ``digit``
-    (0..8) over the valid pairs matching the decided digits in state[0:3]; zeros when state[3] != 0."""
+    (0..11, in word digit // 3 of the 128-bit key) over the valid pairs matching the decided digits
+    in state[0:4] (int64 [5]: four key words, then the done flag); zeros when state[4] != 0.
+    Integer counts, so both schedules give the same histogram; the schedule follows the same switch
+    as ``pairwise_fwd_triton`` (SYMMETRIC, each pair evaluated once, unless
+    ``torch.are_deterministic_algorithms_enabled()``)."""
     scores, labels, order, seg_lo, seg_hi = (t.contiguous() for t in (scores, labels, order, seg_lo, seg_hi))
     weight = weight.contiguous() if weight is not None else None
     _check(scores, labels, weight, order, seg_lo, seg_hi)
     digit = int(digit)
-    if not 0 <= digit < 9:
-        raise ValueError(f"digit must be in [0, 9), got {digit}")
+    if not 0 <= digit < OHEM_DIGITS:
+        raise ValueError(f"digit must be in [0, {OHEM_DIGITS}) ({OHEM_WORDS} key words of 3 "
+                         f"digits), got {digit}")
     hist = scores.new_zeros((N_BINS,), dtype=torch.int64)
     if scores.shape[0] > 0:
         _launch(MODE_HIST, scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature,
-                margin, hinge_margin, gamma, alpha, state.contiguous(), False, None, None, None,
-                hist, digit)
+                margin, hinge_margin, gamma, alpha, _check_words("state", state), False, None, None,
+                None, hist, digit)
     return hist
 
 
 def aot_specializations() -> list[dict]:
     """Signatures compiled ahead of time by tests/test_triton_aot.py (sm_80 and sm_90): fp32 and
     fp64, every kind and the flags each kind reads, SBNZ / OHEM select / OHEM histogram, with and
-    without grad, at both launch configs."""
+    without grad, at both launch configs, each in the SYMMETRIC schedule and the two-sided one
+    (the one ``torch.use_deterministic_algorithms(True)`` selects)."""
     cases = [
         # (acc, mode, kind, flag bits, gamma kind, alpha, weight, grad)
         ("fp32", MODE_SBNZ, KIND_PAIR_WISE, 0, GAMMA_ZERO, False, True, True),
@@ -502,10 +614,12 @@ def aot_specializations() -> list[dict]:
         cx.update(GAMMA_KIND=gk, HAS_ALPHA=has_alpha, HAS_WEIGHT=has_w, MODE=mode,
                   COMPUTE_GRAD=grad and mode != MODE_HIST)
         fp64 = acc == "fp64"
-        for block_r, block_c, num_warps in sorted({launch_config(1, fp64), launch_config(1 << 20, fp64)}):
+        configs = sorted({launch_config(1, fp64), launch_config(1 << 20, fp64)})
+        for symmetric, (block_r, block_c, num_warps) in itertools.product((False, True), configs):
             specs.append({
                 "name": f"pairwise_{acc}_m{mode}_k{kind}_f{flags}_g{gk}_a{int(has_alpha)}"
-                        f"_w{int(has_w)}_d{int(cx['COMPUTE_GRAD'])}_r{block_r}c{block_c}",
+                        f"_w{int(has_w)}_d{int(cx['COMPUTE_GRAD'])}_s{int(symmetric)}"
+                        f"_r{block_r}c{block_c}",
                 "fn": _pairwise_kernel,
                 "signature": {
                     "S": f"*{acc}", "Y": f"*{acc}", "W": f"*{acc}", "ORDER": "*i64",
@@ -515,9 +629,10 @@ def aot_specializations() -> list[dict]:
                     "inv_t_arg": "fp64", "margin_arg": "fp64", "hinge_margin_arg": "fp64",
                     "gamma_arg": "fp64", "alpha_arg": "fp64",
                     "h_word": "i32", "h_shift": "i32", "h_above": "i32", "h_mask": "i32",
-                    **{k: "constexpr" for k in cx}, "BLOCK_R": "constexpr", "BLOCK_C": "constexpr",
+                    **{k: "constexpr" for k in cx}, "SYMMETRIC": "constexpr",
+                    "BLOCK_R": "constexpr", "BLOCK_C": "constexpr",
                 },
-                "constexprs": {**cx, "BLOCK_R": block_r, "BLOCK_C": block_c},
+                "constexprs": {**cx, "SYMMETRIC": symmetric, "BLOCK_R": block_r, "BLOCK_C": block_c},
                 "num_warps": num_warps,
             })
     return specs
