@@ -45,6 +45,7 @@ from fusedloss.functional import (
     squared_hinge_loss,
     sv_softmax_loss,
     triplet_margin_loss,
+    ziln_loss,
 )
 from fusedloss.ops import focal as _focal_ops  # noqa: F401  (registers fakes, autograd, Triton)
 from fusedloss.ops import metric as _metric_ops  # noqa: F401
@@ -55,6 +56,7 @@ from fusedloss.ops import rowwise as _rowwise_ops  # noqa: F401
 from fusedloss.ops import session_softmax as _session_softmax_ops  # noqa: F401
 from fusedloss.ops import softmax as _softmax_ops  # noqa: F401
 from fusedloss.ops import sv_softmax as _sv_softmax_ops  # noqa: F401
+from fusedloss.ops import ziln as _ziln_ops  # noqa: F401
 from fusedloss.config import build_loss
 from fusedloss.multiloss import LossTerm, MultiLoss
 from fusedloss.ops._backends import available_backends
@@ -108,5 +110,6 @@ __all__ = [
     "squared_hinge_loss",
     "sv_softmax_loss",
     "triplet_margin_loss",
+    "ziln_loss",
 ]
 __version__ = "0.1.0"

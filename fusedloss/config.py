@@ -121,6 +121,8 @@ _BLOCKS: dict[str, tuple[str | None, dict[str, _Param]]] = {
         "label_smoothing": _Param("float", 0.0, lo=0.0, hi=1.0, hi_open=True),
     }),
     "ORDER_CALIBRATE_LOSS": (None, {}),
+    # EasyRec's builder calls zero_inflated_lognormal_loss with its defaults: no parameter block.
+    "ZILN_LOSS": (None, {}),
     "MULTI_SIMILARITY_LOSS": ("multi_simi_loss", {
         "alpha": _Param("float", 2.0, lo=0.0, lo_open=True),
         "beta": _Param("float", 50.0, lo=0.0, lo_open=True),
@@ -130,7 +132,7 @@ _BLOCKS: dict[str, tuple[str | None, dict[str, _Param]]] = {
 }
 
 # EasyRec loss types that fusedloss does not implement yet.
-NOT_BUILT = ("ZILN_LOSS", "SOFTMAX_CROSS_ENTROPY", "KL_DIVERGENCE_LOSS")
+NOT_BUILT = ("SOFTMAX_CROSS_ENTROPY", "KL_DIVERGENCE_LOSS")
 # Parameter blocks of the types above (loss.proto's oneof), to say which type a stray block belongs to.
 _NOT_BUILT_BLOCKS: dict[str, str] = {}
 LOSS_TYPES = tuple(_BLOCKS)
@@ -394,6 +396,9 @@ class ConfiguredLoss(torch.nn.Module):
     * ORDER_CALIBRATE_LOSS (AITM, spec 5): ``logits`` is this tower's probabilities and ``labels``
       the list of the relation towers' probabilities; ``weight * sum_r mean(relu(p - p_r))``,
       sample weights unused (as in EasyRec).
+    * ZILN_LOSS (spec 7.1): logits [B, 3] = (l_p, mu, l_s), labels [B] or [B, 1] (the value, e.g.
+      LTV); the defaults of ``ziln_loss``; a number sample weight multiplies the loss, a tensor one
+      is ignored (as in EasyRec).
 
     In a ``MultiLoss`` built by ``build_loss`` the weighting is the ``MultiLoss``'s: its
     ``ConfiguredLoss`` terms have weight 1 and the ``LossTerm`` carries the config's weight.
@@ -459,6 +464,10 @@ class ConfiguredLoss(torch.nn.Module):
             return F.f1_reweighted_loss(x, y, w, backend=backend, **p)
         if t == "ORDER_CALIBRATE_LOSS":
             return F.order_calibrate_loss(logits, labels, backend=backend)
+        if t == "ZILN_LOSS":
+            loss = F.ziln_loss(logits, labels, backend=backend)
+            # EasyRec: a scalar sample weight != 1 scales the loss; tensor weights are ignored
+            return loss * w if isinstance(w, (int, float)) and w != 1.0 else loss
         if t in ("CIRCLE_LOSS", "MULTI_SIMILARITY_LOSS"):
             fn = F.circle_loss if t == "CIRCLE_LOSS" else F.multi_similarity_loss
             return fn(logits, _squeeze(labels, "labels", t), backend=backend, **p)
@@ -552,7 +561,7 @@ def build_loss(config, *, backend: str = "auto"):
     (``binary_focal_loss``), PAIR_WISE_LOSS (``pairwise_loss``), PAIRWISE_LOGISTIC_LOSS
     (``pairwise_logistic_loss``), PAIRWISE_FOCAL_LOSS (``pairwise_focal_loss``), PAIRWISE_HINGE_LOSS
     (``pairwise_hinge_loss``), SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING (``softmax_loss``),
-    F1_REWEIGHTED_LOSS (``f1_reweighted_loss``), ORDER_CALIBRATE_LOSS,
+    F1_REWEIGHTED_LOSS (``f1_reweighted_loss``), ORDER_CALIBRATE_LOSS, ZILN_LOSS,
     JRC_LOSS (``jrc_loss``), LISTWISE_RANK_LOSS (``listwise_rank_loss``), LISTWISE_DISTILL_LOSS
     (``listwise_distill_loss``), CIRCLE_LOSS (``circle_loss``), MULTI_SIMILARITY_LOSS
     (``multi_simi_loss``).

@@ -588,3 +588,24 @@ class ContrastiveLoss(torch.nn.Module):
     def forward(self, input1, input2, target):
         return F.contrastive_loss(input1, input2, target, self.margin, self.eps, self.reduction,
                                   backend=self.backend)
+
+
+class ZILNLoss(torch.nn.Module):
+    """EasyRec ZILN_LOSS, zero-inflated lognormal (see ``F.ziln_loss``).
+
+    Shape: logits (B, 3) = (l_p, mu, l_s), labels (B) or (B, 1); output ().
+
+    Example:
+        >>> loss = ZILNLoss(max_sigma=5.0)
+        >>> loss(torch.randn(16, 3), torch.rand(16) * (torch.rand(16) > 0.5))
+    """
+
+    def __init__(self, max_sigma=5.0, mu_reg=0.01, sigma_reg=0.01, class_weight=1.0, reg_weight=1.0,
+                 backend="auto"):
+        super().__init__()
+        self.max_sigma, self.mu_reg, self.sigma_reg = max_sigma, mu_reg, sigma_reg
+        self.class_weight, self.reg_weight, self.backend = class_weight, reg_weight, backend
+
+    def forward(self, logits, labels):
+        return F.ziln_loss(logits, labels, self.max_sigma, self.mu_reg, self.sigma_reg,
+                           self.class_weight, self.reg_weight, backend=self.backend)

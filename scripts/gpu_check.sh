@@ -8,7 +8,7 @@
 #      bench_focal.py, bench_metric.py (circle, multi-similarity), bench_multilabel.py (dense and
 #      sparse multilabel CE), bench_pairwise.py, bench_pointwise.py, bench_session_softmax.py
 #      (listwise rank/distill, JRC), bench_softmax.py (cross-entropy, softmax focal; Liger-Kernel's
-#      CE when liger_kernel imports), bench_sv_softmax.py;
+#      CE when liger_kernel imports), bench_sv_softmax.py, bench_ziln.py;
 #   5. scripts/check_cuda_build.sh (cmake/nvcc compile check), if it exists and time is left: it
 #      needs no GPU and CPU CI runs it too, so it goes after the benchmarks, which do need the GPU;
 #   6. one results file, benchmarks/results/gpu_check_<device-slug>.md: device, versions, pytest
@@ -262,7 +262,7 @@ step aot 60 180 "$LOGS/aot.log" tee -- "$PY" -m pytest tests -m aot -q -rs -p no
 # Benchmarks share what is left (minus 45 s for the CUDA build check). Each gets --time-budget at
 # 3/4 of its share, after which it starts no new (dtype, size) group and prints what it has.
 # The glob runs them in name order: bench_focal, bench_metric, bench_multilabel, bench_pairwise,
-# bench_pointwise, bench_session_softmax, bench_softmax, bench_sv_softmax.
+# bench_pointwise, bench_session_softmax, bench_softmax, bench_sv_softmax, bench_ziln.
 benches=(benchmarks/bench_*.py)
 n_bench=${#benches[@]}
 i_bench=0

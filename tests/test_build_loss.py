@@ -542,3 +542,21 @@ def test_metric_configs(loss_type, block, fn):
     loss = build_loss({"loss_type": loss_type, block: {}}, backend="reference")
     torch.testing.assert_close(loss(emb, labels), fn(emb, labels, backend="reference"))
     assert build_loss(loss.to_config()).to_config() == loss.to_config()
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_ziln_config(backend):
+    # ZILN_LOSS has no parameter block (EasyRec calls it with its defaults); a number sample weight
+    # scales the loss, a tensor one is ignored (spec 7.1), and the config weight multiplies.
+    torch.manual_seed(5)
+    logits = torch.randn(B, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.rand(B, 1, dtype=torch.float64) * 100 * (torch.rand(B, 1) > 0.4)
+    loss = build_loss({"loss_type": "ZILN_LOSS", "weight": 0.5}, backend=backend)
+    want = 0.5 * F.ziln_loss(logits, labels, backend="reference")
+    torch.testing.assert_close(loss(logits, labels), want)
+    torch.testing.assert_close(loss(logits, labels, torch.rand(B, dtype=torch.float64)), want)
+    torch.testing.assert_close(loss(logits, labels, 3.0), 3.0 * want)
+    loss(logits, labels).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ziln_loss"):
+        build_loss({"loss_type": "ZILN_LOSS", "ziln_loss": {"max_sigma": 3.0}})

@@ -36,6 +36,7 @@ from fusedloss.functional.pairwise import (
 from fusedloss.functional.sv_softmax import sv_softmax_loss
 from fusedloss.functional.session_softmax import jrc_loss, listwise_distill_loss, listwise_rank_loss
 from fusedloss.functional.f1_reweight import f1_reweighted_loss
+from fusedloss.functional.ziln import ziln_loss
 from fusedloss.functional.metric import circle_loss, multi_similarity_loss
 from fusedloss.functional.rowwise import (
     contrastive_loss,
@@ -86,4 +87,5 @@ __all__ = [
     "squared_hinge_loss",
     "sv_softmax_loss",
     "triplet_margin_loss",
+    "ziln_loss",
 ]

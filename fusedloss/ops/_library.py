@@ -122,6 +122,19 @@ POINTWISE_SCHEMA = (
 LIB.define("pointwise_fwd" + POINTWISE_SCHEMA)
 LIB.define("pointwise_fwd_triton" + POINTWISE_SCHEMA)
 
+# ZILN (EasyRec ZILN_LOSS, zero-inflated lognormal; math in csrc/ziln/ziln_math.h). logits [B, 3]
+# (l_p, mu, l_s; float16/bfloat16/float32/float64, contiguous), labels [B] in the accumulation dtype
+# (float32, float64 for float64 logits). Returns (loss, grad, scale): 0-d loss in the logits' dtype
+# (NaN for B = 0: TF's means of nothing); grad [B, 3] = d loss / d logits, final (already divided by
+# B and P + 1e-8), in the logits' dtype (empty without compute_grad); 0-d scale, 1, in the
+# accumulation dtype.
+ZILN_SCHEMA = (
+    "(Tensor logits, Tensor labels, float max_sigma, float class_weight, float reg_weight, "
+    "float mu_reg, float sigma_reg, bool compute_grad) -> (Tensor, Tensor, Tensor)"
+)
+LIB.define("ziln_fwd" + ZILN_SCHEMA)
+LIB.define("ziln_fwd_triton" + ZILN_SCHEMA)
+
 # Per-session softmax losses (EasyRec LISTWISE_RANK_LOSS, LISTWISE_DISTILL_LOSS, JRC_LOSS; math in
 # csrc/session_softmax/session_softmax_math.h). Items in session-sorted order: logits [B, C] (C = 1
 # listwise, 2 JRC), labels [B] and weight ([B], JRC only, or None) in the accumulation dtype

@@ -31,6 +31,7 @@ from .rowwise import (
     triplet_margin_loss_reference,
 )
 from .f1_reweight import f1_reweighted_loss_reference
+from .ziln import ziln_loss_reference
 from .metric import (
     circle_loss_reference,
     multi_similarity_loss_easyrec_reference,
@@ -75,4 +76,5 @@ __all__ = [
     "sparse_multilabel_categorical_crossentropy_reference",
     "sv_softmax_loss_reference",
     "triplet_margin_loss_reference",
+    "ziln_loss_reference",
 ]
