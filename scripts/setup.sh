@@ -15,7 +15,7 @@ py="$venv/bin/python"
 # On a CPU-only machine of this project this resolves to the CPU build already on disk; on a GPU
 # machine it is PyPI's CUDA build.
 "$py" -m pip install -q torch==2.13.0
-"$py" -m pip install -q triton==3.9.0 numpy==2.4.6 pytest==9.0.3 pyyaml ninja matplotlib
+"$py" -m pip install -q triton==3.9.0 numpy==2.4.6 pytest==9.0.3 pytest-xdist==3.8.0 pyyaml ninja matplotlib
 "$py" -m pip install -q --no-build-isolation -e .
 "$py" - <<'PY'
 import torch, triton, fusedloss

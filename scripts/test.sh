@@ -13,7 +13,11 @@ status=0
 
 run() { echo "== $*"; "$@"; local rc=$?; [ $rc -eq 0 ] || { echo "!! failed ($rc): $*"; status=1; }; }
 
-run env TRITON_INTERPRET=1 "$py" -m pytest tests -m "not aot" -q -rs
+# pytest-xdist (scripts/setup.sh installs it) spreads the suite over FUSEDLOSS_TEST_WORKERS processes
+# (default 2, the CI machine's cores); without it the suite runs in one process.
+workers=()
+if "$py" -c "import xdist" 2>/dev/null; then workers=(-n "${FUSEDLOSS_TEST_WORKERS:-2}"); fi
+run env TRITON_INTERPRET=1 "$py" -m pytest tests -m "not aot" -q -rs "${workers[@]}"
 run env -u TRITON_INTERPRET "$py" -m pytest tests -m aot -q -rs
 if command -v nvcc >/dev/null 2>&1; then
   run env PYTHON="$py" bash scripts/check_cuda_build.sh build/cmake

@@ -13,6 +13,7 @@ import pkgutil
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ import pytest
 pytestmark = pytest.mark.aot
 
 REPO = Path(__file__).resolve().parents[1]
+# Kernel modules compile in parallel children (each is one process compiling its specs in turn).
+AOT_WORKERS = max(1, int(os.environ.get("FUSEDLOSS_AOT_WORKERS", os.cpu_count() or 1)))
 ARCHS = (80, 90)
 PTX_TARGET = {80: ".target sm_80", 90: ".target sm_90a"}
 
@@ -187,7 +190,17 @@ def test_every_kernel_module_is_listed():
     assert "fusedloss.triton_kernels.focal" in mods, mods
 
 
+@pytest.fixture(scope="module")
+def kernel_module_records(tmp_path_factory):
+    """module -> a future of its child's records; every module's child is started at the first use,
+    AOT_WORKERS at a time."""
+    pool = ThreadPoolExecutor(max_workers=AOT_WORKERS)
+    futures = {m: pool.submit(_run_child, [m], tmp_path_factory.mktemp(m.rsplit(".", 1)[1]))
+               for m in _kernel_modules()}
+    yield futures
+    pool.shutdown(wait=True)
+
+
 @pytest.mark.parametrize("module", _kernel_modules())
-def test_aot_compile_sm80_sm90(module, tmp_path):
-    records = _run_child([module], tmp_path)
-    _check_records(records, [module])
+def test_aot_compile_sm80_sm90(module, kernel_module_records):
+    _check_records(kernel_module_records[module].result(), [module])
