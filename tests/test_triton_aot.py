@@ -61,6 +61,18 @@ _CHILD = textwrap.dedent(
                     problems.append(f"constexpr params {sorted(declared)} marked {sorted(marked)}")
                 if set(consts) != marked:
                     problems.append(f"constexprs {sorted(consts)} != constexpr params {sorted(marked)}")
+                # A Python float launched into an unannotated parameter becomes fp32, so an fp64
+                # kernel would compute with a rounded parameter: float scalars are annotated
+                # tl.float64, or passed as an fp32 hi/lo pair (names ending in _hi / _lo).
+                for p in fn.params:
+                    ty = sig.get(p.name, "")
+                    if p.is_constexpr or ty.startswith("*") or not ty.startswith(("fp", "bf")):
+                        continue
+                    if p.name.endswith(("_hi", "_lo")):
+                        continue
+                    if p.annotation_type != "fp64" or ty != "fp64":
+                        problems.append(f"float scalar {p.name} is {ty!r} (annotation "
+                                        f"{p.annotation!r}), not tl.float64")
             for cc in (80, 90):
                 rec = {"module": modname, "name": spec["name"], "cc": cc}
                 if problems:
@@ -134,13 +146,14 @@ _TINY_MODULE = textwrap.dedent(
     import triton.language as tl
 
     @triton.jit
-    def _scale_kernel(X, Y, n, alpha, BLOCK: tl.constexpr, HAS_ALPHA: tl.constexpr, ACC: tl.constexpr):
+    def _scale_kernel(X, Y, n, alpha: tl.float64, BLOCK: tl.constexpr, HAS_ALPHA: tl.constexpr,
+                      ACC: tl.constexpr):
         pid = tl.program_id(0).to(tl.int64)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         x = tl.load(X + offs, mask=mask, other=0).to(ACC)
         if HAS_ALPHA:
-            x = x * alpha
+            x = x * tl.full([], alpha, ACC)
         tl.store(Y + offs, x.to(Y.dtype.element_ty), mask=mask)
 
     def aot_specializations():
@@ -149,7 +162,7 @@ _TINY_MODULE = textwrap.dedent(
             out.append({
                 "name": f"scale_{dt}",
                 "fn": _scale_kernel,
-                "signature": {"X": f"*{dt}", "Y": f"*{dt}", "n": "i64", "alpha": "fp32",
+                "signature": {"X": f"*{dt}", "Y": f"*{dt}", "n": "i64", "alpha": "fp64",
                               "BLOCK": "constexpr", "HAS_ALPHA": "constexpr", "ACC": "constexpr"},
                 "constexprs": {"BLOCK": 1024, "HAS_ALPHA": True, "ACC": acc},
                 "num_warps": 4,
@@ -177,6 +190,17 @@ def test_aot_helper_reports_a_broken_kernel(tmp_path):
     records = _run_child(["broken_aot_kernel"], tmp_path, extra_path=pkg)
     with pytest.raises(AssertionError, match="undefined_name"):
         _check_records(records, ["broken_aot_kernel"])
+
+
+def test_aot_helper_reports_an_fp32_float_scalar(tmp_path):
+    # An unannotated float parameter is launched as fp32: the check names it.
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    fp32 = _TINY_MODULE.replace("alpha: tl.float64", "alpha").replace('"alpha": "fp64"', '"alpha": "fp32"')
+    (pkg / "fp32_aot_kernel.py").write_text(fp32)
+    records = _run_child(["fp32_aot_kernel"], tmp_path, extra_path=pkg)
+    with pytest.raises(AssertionError, match="float scalar alpha is 'fp32'"):
+        _check_records(records, ["fp32_aot_kernel"])
 
 
 def _kernel_modules():

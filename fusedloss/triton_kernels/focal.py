@@ -84,7 +84,7 @@ def modulating_factor(q, dq, gamma, GAMMA_KIND: tl.constexpr):
 def _binary_focal_fwd_kernel(
     X, T, W, PW, LOSS, GRAD, PARTIAL,
     n, w_div, w_mod, pw_div, pw_mod,
-    alpha, gamma, smoothing,
+    alpha_arg: tl.float64, gamma_arg: tl.float64, smoothing_arg: tl.float64,
     MODE: tl.constexpr,            # 0 BCE, 1 torchvision focal, 2 EasyRec focal (clipped p in q)
     GAMMA_KIND: tl.constexpr,      # 0: m = 1, 1: m = q, 2: m = q^2, 3: m = q^gamma
     HAS_ALPHA: tl.constexpr,
@@ -97,6 +97,10 @@ def _binary_focal_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     pid, offs, mask, x, t = load_block(X, T, n, IS_FP64, BLOCK)
+    # Passed as fp64 so that an fp64 kernel sees them unrounded; computed in x's dtype.
+    alpha = tl.full([], alpha_arg, x.dtype)
+    gamma = tl.full([], gamma_arg, x.dtype)
+    smoothing = tl.full([], smoothing_arg, x.dtype)
 
     e = tl.exp(-tl.abs(x))
     inv = 1.0 / (1.0 + e)
@@ -123,8 +127,11 @@ def _binary_focal_fwd_kernel(
         if MODE == 2:
             # EasyRec clips p to [1e-7, 1 - 1e-7] inside the modulating factor only; the clip
             # blocks d q / d x where it is active.
-            pq = tl.minimum(tl.maximum(p, 1e-7), 1.0 - 1e-7)
-            pmq = tl.minimum(tl.maximum(pm, 1e-7), 1.0 - 1e-7)
+            # tl.full, not bare literals: tl.maximum(p, 1e-7) would round 1e-7 to fp32 first
+            lo = tl.full([], 1e-7, x.dtype)
+            hi = tl.full([], 1.0 - 1e-7, x.dtype)
+            pq = tl.minimum(tl.maximum(p, lo), hi)
+            pmq = tl.minimum(tl.maximum(pm, lo), hi)
             gate = ((p > 1e-7) & (p < 1.0 - 1e-7)).to(x.dtype)
         else:
             pq = p
@@ -216,7 +223,7 @@ def aot_specializations() -> list[dict]:
                     "X": f"*{xd}", "T": f"*{td}", "W": f"*{acc}", "PW": f"*{acc}",
                     "LOSS": f"*{xd}", "GRAD": f"*{xd}", "PARTIAL": f"*{acc}",
                     "n": "i64", "w_div": "i64", "w_mod": "i64", "pw_div": "i64", "pw_mod": "i64",
-                    "alpha": "fp32", "gamma": "fp32", "smoothing": "fp32",
+                    "alpha_arg": "fp64", "gamma_arg": "fp64", "smoothing_arg": "fp64",
                     "MODE": "constexpr", "GAMMA_KIND": "constexpr", "HAS_ALPHA": "constexpr",
                     "HAS_SMOOTHING": "constexpr", "HAS_WEIGHT": "constexpr",
                     "HAS_POS_WEIGHT": "constexpr", "REDUCE": "constexpr", "COMPUTE_GRAD": "constexpr",

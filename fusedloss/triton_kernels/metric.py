@@ -124,7 +124,8 @@ def _dot(a, b, acc):
     elif a.dtype == tl.float32:
         out = tl.dot(a, b, acc, input_precision=FP32_DOT)
     else:
-        out = tl.dot(a, b, acc, input_precision="ieee")
+        # out_dtype: Triton 3.6 (torch 2.11's) defaults it to fp32 and then rejects an fp64 accumulator.
+        out = tl.dot(a, b, acc, input_precision="ieee", out_dtype=tl.float64)
     return out
 
 
@@ -235,8 +236,9 @@ def _metric_stats_kernel(
     lse_pos = m_pos + tl.log(tl.where(s_pos > 0.0, s_pos, 1.0))
     lse_neg = m_neg + tl.log(tl.where(s_neg > 0.0, s_neg, 1.0))
     if KIND == 0:
-        a = tl.where(s_pos > 0.0, lse_pos, EMPTY_LSE)
-        n = tl.where(s_neg > 0.0, lse_neg, EMPTY_LSE)
+        empty = tl.full([], EMPTY_LSE, lse_pos.dtype)   # exact in fp64 (-1e12 is not an fp32)
+        a = tl.where(s_pos > 0.0, lse_pos, empty)
+        n = tl.where(s_neg > 0.0, lse_neg, empty)
         z = a + n
         loss = _softplus(z)
         c = _sigmoid(z)

@@ -51,7 +51,7 @@ _TILE = 4096                 # BLOCK_K * BLOCK_D budget (fp64: half); BLOCK_D >=
 def _inv_norm(sumsq, NORMALIZE: tl.constexpr):
     """inv(a) from sum a^2: 1 / sqrt(max(sumsq, 1e-12)) (NaN takes the clamp, as in C++)."""
     if NORMALIZE:
-        clamped = tl.where(sumsq > 1e-12, sumsq, 1e-12)
+        clamped = tl.where(sumsq > 1e-12, sumsq, tl.full([], 1e-12, sumsq.dtype))
         if sumsq.dtype == tl.float64:    # fp64 sqrt and division are IEEE-rounded already
             return 1.0 / tl.sqrt(clamped)
         else:                            # fp32: the rounded forms, not the approximations
