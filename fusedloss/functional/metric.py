@@ -26,7 +26,13 @@ def _as_ids(name, t, b, embeddings):
     check_same_device(name, embeddings, t)
     t = t.reshape(-1)
     if t.dtype.is_floating_point:  # equality classes of the values, exactly
-        t = torch.unique(t, return_inverse=True)[1]
+        # unique over an int64 key, not the floats: torch 2.11's fake _unique2 types the inverse as
+        # the input's dtype, and under torch.compile the int64 indices were then read as floats.
+        # Key: the float64 value's bits, -0.0 as +0.0, each NaN a NaN pattern of its own (NaN != NaN)
+        v = t.to(torch.float64)
+        v = torch.where(v == 0, 0.0, v)
+        nan_keys = torch.iinfo(torch.int64).max - torch.arange(v.numel(), device=v.device)
+        t = torch.unique(torch.where(v.isnan(), nan_keys, v.view(torch.int64)), return_inverse=True)[1]
     return t
 
 
