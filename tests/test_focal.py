@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from conftest import (
     DEVICES,
+    EPS,
     canary,
     fused_backends_for,
     lowp_bound,
@@ -721,7 +722,9 @@ def test_ohem_ratio_one_is_sbnz(device, backend):
 @pytest.mark.parametrize("fn", FUNCS)
 @pytest.mark.parametrize("target_kind", ["int64", "int32", "uint8", "bool"])
 def test_int_and_bool_targets(device, backend, fn, target_kind):
-    # (37, 19): one Triton program; same loss and grad as the float 0/1 target
+    # (37, 19): one Triton program; same loss and grad as the float 0/1 target: bit for bit on the
+    # CPU; on CUDA the compiled kernel for another target dtype may lay out (and so sum) the block
+    # in another order, which moves the reduced loss by an ulp or two.
     x, t = make_inputs((37, 19), torch.float32, device, target_kind)
     kw = {
         "sigmoid_focal": dict(reduction="none"),
@@ -730,8 +733,9 @@ def test_int_and_bool_targets(device, backend, fn, target_kind):
     }[fn]
     loss_i, g_i, go = forward_backward(fn, backend, x, t, kw)
     loss_f, g_f, _ = forward_backward(fn, backend, x, t.float(), kw, go=go)
-    torch.testing.assert_close(loss_i, loss_f, rtol=0, atol=0)
-    torch.testing.assert_close(g_i, g_f, rtol=0, atol=0)
+    tol = dict(rtol=0, atol=0) if device == "cpu" else dict(rtol=4 * EPS[torch.float32], atol=1e-7)
+    torch.testing.assert_close(loss_i, loss_f, **tol)
+    torch.testing.assert_close(g_i, g_f, **tol)
     assert_matches_reference(fn, backend, x, t, kw)
 
 
