@@ -15,10 +15,10 @@ on the device (never the Triton interpreter). A provider whose B x B float32 ten
 
 Work: a valid pair (y_i > y_j, same session) costs one exp and one log1p in the forward pass and
 reuses them for the gradient (focal adds a pow, hinge none): the special-function floor is
-2 transcendentals per valid pair, sum_g (n_g^2 - sum_label c^2) / 2 valid pairs. The cpu backend
-and (by default) Triton evaluate each unordered pair of a session once, sum_g n_g (n_g - 1) / 2
-evaluations; the CUDA kernel and Triton under ``torch.use_deterministic_algorithms`` evaluate it
-from both rows (each row accumulates its own gradient without atomics), twice that. pairs/s below
+2 transcendentals per valid pair, sum_g (n_g^2 - sum_label c^2) / 2 valid pairs. Every fused
+backend evaluates each unordered pair of a session once, sum_g n_g (n_g - 1) / 2 evaluations;
+the CUDA kernel and Triton under ``torch.use_deterministic_algorithms`` evaluate it from both rows
+(each row accumulates its own gradient without atomics), twice that. pairs/s below
 counts valid pairs, the number a user's batch contains. Memory floor: O(B) (sort order, session bounds,
 gradient), about 40 B per item.
 """
