@@ -1260,6 +1260,30 @@ def test_symmetric_matches_two_sided(device, backend, kind, params, b, sessions,
     torch.testing.assert_close(g_sym, g_two, rtol=rtol, atol=rtol * float(g_two.abs().max()))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA; the CPU checks the grid geometry "
+                    "(csrc/tests/test_pairwise_math.cpp) and the schedules through Triton's interpreter")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("b, sessions", [(3000, None), (5000, "two")])
+@pytest.mark.parametrize("kind, params", _SCHEDULE_PARAMS, ids=pid)
+def test_cuda_column_groups_match_two_sided(kind, params, b, sessions, dtype):
+    # Batches whose row blocks are dealt column tiles over several blocks (gridDim.y: 12 groups at
+    # all pairs B = 3000 on 132 SMs, pairwise_grid.h); csrc/tests/test_pairwise_math.cpp checks the
+    # geometry on the CPU, this checks the kernel against the unsplit two-sided schedule, OHEM's
+    # histogram passes included.
+    x = make_scores(b, dtype, "cuda")
+    y = make_labels(b, device="cuda")
+    sid = None if sessions is None else (torch.arange(b, device="cuda") % 2) * 7 - 3
+    w = make_weight("zeros", b, dtype, "cuda")
+    with _deterministic_algorithms(False):
+        loss_sym, g_sym, _ = forward_backward(kind, "cuda", x, y, sid, w, params)
+    with _deterministic_algorithms(True):
+        loss_two, g_two, _ = forward_backward(kind, "cuda", x, y, sid, w, params)
+    assert torch.isfinite(loss_two) and loss_two != 0 and g_two.abs().max() > 0
+    rtol = 1e-11 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(loss_sym, loss_two, rtol=rtol, atol=0)
+    torch.testing.assert_close(g_sym, g_two, rtol=rtol, atol=rtol * float(g_two.abs().max()))
+
+
 @pytest.mark.parametrize("device, backend", TRITON)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_triton_symmetric_ohem_histograms_are_two_sided_histograms(device, backend, dtype):

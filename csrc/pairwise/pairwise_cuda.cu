@@ -3,10 +3,13 @@
 // PairwiseLaunchArgs. The CPU kernel (pairwise_cpu.cpp) computes the same thing; this is its twin.
 //
 // Items come in session-sorted order; [seg_lo[p], seg_hi[p]) is the sorted range of p's session
-// (clamped to [0, n) here: the cpu op checks it, a check here would need a host sync). One block per
-// kPairwiseThreads consecutive rows, one thread per row; the block's column range is staged through
-// shared memory in tiles of kTile columns (scores, transformed labels, weights, order), and each
-// thread walks the part of each tile inside its own column range. Two schedules (kSymmetric):
+// (clamped to [0, n) here: the cpu op checks it, a check here would need a host sync). Row block x
+// (blockIdx.x) holds kPairwiseThreads consecutive rows, one thread per row; the block's column range is
+// staged through shared memory in tiles of kTile columns (scores, transformed labels, weights, order),
+// and each thread walks the part of each tile inside its own column range. In the symmetric schedule
+// the range's tiles are dealt over gridDim.y column groups (pairwise_grid.h's col_splits): block (x, y)
+// takes tiles y, y + gridDim.y, ...; a row's gradient then comes from several blocks, which it gets by
+// atomics anyway. Two schedules (kSymmetric):
 //
 // Symmetric (the default). Thread p takes the columns q > p of its session, [max(seg_lo, p + 1),
 // seg_hi), so each unordered pair is evaluated once; the block's column range starts after its first
@@ -77,7 +80,7 @@ namespace {
 constexpr int kThreads = kPairwiseThreads;
 constexpr int kWarp = 32;
 constexpr int kWarps = kThreads / kWarp;
-constexpr int kTile = 256;  // staged columns per iteration: 256 x (8 + 8 + 8 + 4) B = 7 KiB (double)
+constexpr int kTile = kPairwiseTile;  // staged columns per tile: 256 x (8 + 8 + 8 + 4) B = 7 KiB (double)
 constexpr int kBins = kPairwiseHistBins;
 
 // Digit `digit` of the radix select in mask form: ohem_prefix_match(k, p, digit) is
@@ -215,7 +218,7 @@ __device__ __forceinline__ acc_t weight_at(const KernelArgs<acc_t>& a, int64_t q
 // minBlocks 4 (at most 128 registers): with no minimum, ptxas's allocation around its division
 // slow-path calls spilled a few bytes in some kernels (sm_80 fp64 focal, sm_90 fp32 pair_wise);
 // with 1 to 6 it spills nothing. scripts/check_cuda_build.sh guards it.
-constexpr int kMinBlocks = 4;
+constexpr int kMinBlocks = kPairwiseMinBlocksPerSm;
 
 template <typename acc_t, int kKind, bool kSymmetric>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) pairwise_kernel(const KernelArgs<acc_t> a) {
@@ -279,7 +282,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) pairwise_kernel(const Ke
   acc_t g = acc_t(0);
   // t = -1 stages the block's own rows, t >= 0 the column tiles: one staging site, so that a row's
   // transformed label is bit-identical to the same item's as a column.
-  for (int64_t t = -1; t < n_tiles; ++t) {
+  // Then this block's tiles: blockIdx.y, blockIdx.y + gridDim.y, ... (gridDim.y is 1 when two-sided).
+  for (int64_t t = -1; t < n_tiles; t = t < 0 ? static_cast<int64_t>(blockIdx.y) : t + gridDim.y) {
     const volatile long long* range = sh_range;
     const int64_t base = t < 0 ? row0 : range[0] + t * kTile;
     const int64_t end = t < 0 ? (a.n < row0 + kThreads ? a.n : row0 + kThreads) : range[1];
@@ -432,17 +436,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) pairwise_kernel(const Ke
     sum = warp_sum(sum);
     cnt = warp_sum(cnt);
     if (lane == 0) {
-      a.partials[blockIdx.x] = sum;
-      a.partials[gridDim.x + blockIdx.x] = static_cast<double>(cnt);
+      const int64_t n_blocks = static_cast<int64_t>(gridDim.x) * gridDim.y;
+      const int64_t bid = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
+      a.partials[bid] = sum;
+      a.partials[n_blocks + bid] = static_cast<double>(cnt);
     }
   }
 }
 
 template <typename acc_t, int kKind>
-int launch_kind(const KernelArgs<acc_t>& ka, bool symmetric, int32_t num_blocks, cudaStream_t stream) {
+int launch_kind(const KernelArgs<acc_t>& ka, bool symmetric, int32_t num_blocks, int32_t col_splits,
+                cudaStream_t stream) {
   const size_t dyn_smem = ka.mode == kPairwiseHist ? kBins * sizeof(unsigned long long) : 0;
   if (symmetric) {
-    pairwise_kernel<acc_t, kKind, true><<<num_blocks, kThreads, dyn_smem, stream>>>(ka);
+    const dim3 grid(static_cast<unsigned>(num_blocks), static_cast<unsigned>(col_splits));
+    pairwise_kernel<acc_t, kKind, true><<<grid, kThreads, dyn_smem, stream>>>(ka);
   } else {
     pairwise_kernel<acc_t, kKind, false><<<num_blocks, kThreads, dyn_smem, stream>>>(ka);
   }
@@ -476,13 +484,13 @@ int launch(const PairwiseLaunchArgs& a, cudaStream_t stream) {
   const bool sym = a.symmetric != 0;
   switch (a.kind) {
     case kPairWise:
-      return launch_kind<acc_t, kPairWise>(ka, sym, a.num_blocks, stream);
+      return launch_kind<acc_t, kPairWise>(ka, sym, a.num_blocks, a.col_splits, stream);
     case kLogistic:
-      return launch_kind<acc_t, kLogistic>(ka, sym, a.num_blocks, stream);
+      return launch_kind<acc_t, kLogistic>(ka, sym, a.num_blocks, a.col_splits, stream);
     case kFocal:
-      return launch_kind<acc_t, kFocal>(ka, sym, a.num_blocks, stream);
+      return launch_kind<acc_t, kFocal>(ka, sym, a.num_blocks, a.col_splits, stream);
     default:
-      return launch_kind<acc_t, kHinge>(ka, sym, a.num_blocks, stream);
+      return launch_kind<acc_t, kHinge>(ka, sym, a.num_blocks, a.col_splits, stream);
   }
 }
 
@@ -496,7 +504,8 @@ extern "C" int fusedloss_pairwise_cuda(const PairwiseLaunchArgs* args, cudaStrea
   const PairwiseLaunchArgs& a = *args;
   if (a.n == 0) return 0;
   const bool fwd = a.mode == kPairwiseSbnz || a.mode == kPairwiseSelect;
-  if (a.num_blocks != fusedloss_pairwise_num_blocks(a.n) || a.scores == nullptr || a.labels == nullptr ||
+  if (a.num_blocks != fusedloss_pairwise_num_blocks(a.n) || a.col_splits < 1 || a.col_splits > 65535 ||
+      (a.symmetric == 0 && a.col_splits != 1) || a.scores == nullptr || a.labels == nullptr ||
       a.order == nullptr || a.seg_lo == nullptr || a.seg_hi == nullptr ||
       (a.weight != nullptr && a.weight_numel != 1 && a.weight_numel != a.n) || a.kind < kPairWise ||
       a.kind > kHinge || !(a.temperature > 0.0) || (a.mode < kPairwiseSbnz || a.mode > kPairwiseHist) ||

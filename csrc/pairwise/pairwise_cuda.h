@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "pairwise_grid.h"  // kPairwiseThreads, fusedloss_pairwise_num_blocks, _col_splits
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -31,9 +33,8 @@ enum PairwiseStatus {
   kPairwiseBadArgs = -2,
 };
 
-// One block per kPairwiseThreads consecutive sorted rows, one thread per row; kPairwiseHistBins
-// bins of the OHEM digit histogram.
-enum { kPairwiseThreads = 128, kPairwiseHistBins = 2048 };
+// kPairwiseHistBins bins of the OHEM digit histogram (the grid: pairwise_grid.h).
+enum { kPairwiseHistBins = 2048 };
 
 typedef struct PairwiseLaunchArgs {
   const void* scores;     // [n] acc_t, session-sorted, contiguous
@@ -48,7 +49,7 @@ typedef struct PairwiseLaunchArgs {
   // of pairwise_math.h (kOhemWords words, then the flag). Read on the device; NULL for SBNZ.
   const int64_t* words;
   void* grad;               // [n] acc_t (fwd modes with compute_grad), or NULL
-  double* partials;         // fwd modes: [2 * num_blocks]: per-block loss sum, then per-block count
+  double* partials;         // fwd modes: [2 * num_blocks * col_splits]: per-block loss sums, then counts
   unsigned long long* hist; // hist mode: [kPairwiseHistBins] int64, zeroed by the caller
   int64_t n;
   int64_t kind;    // fusedloss::pairwise::Kind
@@ -57,18 +58,13 @@ typedef struct PairwiseLaunchArgs {
   int32_t dtype;       // PairwiseDType
   int32_t mode;        // PairwiseMode
   int32_t digit;       // hist mode: 0 .. 11 (kOhemDigits - 1, pairwise_math.h)
-  int32_t num_blocks;  // fusedloss_pairwise_num_blocks(n)
+  int32_t num_blocks;  // row blocks (gridDim.x): fusedloss_pairwise_num_blocks(n)
+  int32_t col_splits;  // column groups (gridDim.y): fusedloss_pairwise_col_splits(n, symmetric, SMs)
   // 1: the symmetric schedule (each pair evaluated once; grad, when wanted, must be zeroed by the
   // caller and receives float atomics, so its last bits may vary between runs); 0: the two-sided
   // one (each pair from both sides; every row's gradient written once, deterministic).
   int32_t symmetric;
 } PairwiseLaunchArgs;
-
-// Grid size: one block per kPairwiseThreads rows; 0 for an empty input (nothing is launched).
-static inline int32_t fusedloss_pairwise_num_blocks(int64_t n) {
-  if (n <= 0) return 0;
-  return (int32_t)((n + kPairwiseThreads - 1) / kPairwiseThreads);
-}
 
 // Launches the kernel on `stream` (asynchronous; never synchronises). Returns 0, a PairwiseStatus, or
 // the cudaError_t of the launch. With n == 0 it launches nothing and returns 0.

@@ -89,6 +89,9 @@ PairwiseLaunchArgs make_args(const at::Tensor& scores, const at::Tensor& labels,
   a.dtype = scores.scalar_type() == at::kDouble ? kPairwiseF64 : kPairwiseF32;
   a.num_blocks = fusedloss_pairwise_num_blocks(a.n);
   a.symmetric = use_symmetric() ? 1 : 0;
+  int num_sms = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, scores.device().index()));
+  a.col_splits = fusedloss_pairwise_col_splits(a.n, a.symmetric, num_sms);
   return a;
 }
 
@@ -122,14 +125,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_fwd_cuda(
   // writes its whole gradient (0 when nothing contributes), so empty is enough.
   at::Tensor grad = scores.new_empty({0});
   if (compute_grad) grad = a.symmetric != 0 ? at::zeros({n}, opts) : at::empty({n}, opts);
-  at::Tensor partials = at::empty({2, static_cast<int64_t>(a.num_blocks)}, opts.dtype(at::kDouble));
+  const int64_t n_blocks = static_cast<int64_t>(a.num_blocks) * a.col_splits;
+  at::Tensor partials = at::empty({2, n_blocks}, opts.dtype(at::kDouble));
   a.words = has_select ? sel.data_ptr<int64_t>() : nullptr;
   a.grad = compute_grad ? grad.data_ptr() : nullptr;
   a.partials = partials.data_ptr<double>();
   a.mode = has_select ? kPairwiseSelect : kPairwiseSbnz;
   launch(a, scores, "pairwise_fwd");
 
-  // [2, num_blocks] -> the loss sum and the count, in double, on the device.
+  // [2, blocks] -> the loss sum and the count, in double, on the device.
   const at::Tensor totals = partials.sum(1);
   const at::Tensor sum = totals.select(0, 0);
   const at::Tensor count = totals.select(0, 1);

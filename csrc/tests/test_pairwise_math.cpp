@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "check.h"
+#include "../pairwise/pairwise_grid.h"
 #include "../pairwise/pairwise_math.h"
 
 namespace pw = fusedloss::pairwise;
@@ -652,6 +653,49 @@ void test_radix_select() {
   }
 }
 
+// pairwise_grid.h: the CUDA kernel's row blocks and column groups (the kernel itself runs only on a
+// GPU; its geometry is plain arithmetic).
+void test_grid() {
+  using fltest::expect;
+  expect(fusedloss_pairwise_num_blocks(0) == 0, "no blocks for n = 0", fusedloss_pairwise_num_blocks(0), 0, "");
+  expect(fusedloss_pairwise_num_blocks(129) == 2, "blocks of 128 rows", fusedloss_pairwise_num_blocks(129), 2, "");
+  expect(fusedloss_pairwise_col_splits(0, 1, 132) == 1, "n = 0", fusedloss_pairwise_col_splits(0, 1, 132), 1, "");
+  expect(fusedloss_pairwise_col_splits(65536, 0, 132) == 1, "two-sided is never split",
+         fusedloss_pairwise_col_splits(65536, 0, 132), 1, "");
+  expect(fusedloss_pairwise_col_splits(65536, 1, 0) == 1, "unknown SM count",
+         fusedloss_pairwise_col_splits(65536, 1, 0), 1, "");
+  // All pairs at B = 65,536 on an H100 (132 SMs): 512 row blocks, 132 * 4 * 8 = 4224 wanted -> 9 groups.
+  expect(fusedloss_pairwise_col_splits(65536, 1, 132) == 9, "H100, B = 65,536",
+         fusedloss_pairwise_col_splits(65536, 1, 132), 9, "");
+  // Few rows: capped at the tiles of the longest range (300 columns: 2 tiles).
+  expect(fusedloss_pairwise_col_splits(300, 1, 132) == 2, "capped by tiles",
+         fusedloss_pairwise_col_splits(300, 1, 132), 2, "");
+  // Row blocks that fill the waves alone: no split.
+  expect(fusedloss_pairwise_col_splits(1 << 20, 1, 132) == 1, "B = 2^20",
+         fusedloss_pairwise_col_splits(1 << 20, 1, 132), 1, "");
+  // Every (n, SMs): 1 <= splits <= tiles, blocks within int32, and the kernel's tile walk (t = -1, then y,
+  // y + splits, ...) visits each tile of a range exactly once across the groups.
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int64_t n = static_cast<int64_t>(rng() % (trial < 1000 ? 5000 : 3000000)) + 1;
+    const int32_t sms = static_cast<int32_t>(rng() % 200);
+    const int32_t splits = fusedloss_pairwise_col_splits(n, 1, sms);
+    const int64_t tiles = (n + kPairwiseTile - 1) / kPairwiseTile;
+    expect(splits >= 1 && splits <= tiles, "1 <= splits <= tiles", splits, static_cast<double>(tiles), "");
+    expect(static_cast<int64_t>(fusedloss_pairwise_num_blocks(n)) * splits < (int64_t{1} << 31), "blocks fit int32",
+           static_cast<double>(fusedloss_pairwise_num_blocks(n)) * splits, 0, "");
+    const int64_t n_tiles = static_cast<int64_t>(rng() % static_cast<uint64_t>(tiles)) + 1;  // some block's range
+    std::vector<int> seen(static_cast<size_t>(n_tiles), 0);
+    for (int32_t y = 0; y < splits; ++y) {
+      for (int64_t t = -1; t < n_tiles; t = t < 0 ? static_cast<int64_t>(y) : t + splits) {
+        if (t >= 0) ++seen[static_cast<size_t>(t)];
+      }
+    }
+    const bool once = std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; });
+    expect(once, "each tile in one group", once, 1, "");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -662,6 +706,7 @@ int main() {
       {"ohem double key bits", test_key_bits64_order},
       {"ohem_selected == top-k", test_selected_is_top_k},
       {"radix select == K*", test_radix_select},
+      {"cuda grid geometry", test_grid},
   };
   return fltest::run_groups("test_pairwise_math", groups);
 }
