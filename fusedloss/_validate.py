@@ -17,9 +17,10 @@ def check_input(input) -> None:
         raise TypeError(f"input must be float16, bfloat16, float32 or float64, got {input.dtype}")
 
 
-def check_same_device(name: str, input: torch.Tensor, other: torch.Tensor) -> None:
+def check_same_device(name: str, input: torch.Tensor, other: torch.Tensor, input_name: str = "input") -> None:
+    """ValueError naming both arguments when ``other`` is not on ``input``'s device."""
     if other.device != input.device:
-        raise ValueError(f"{name} is on device {other.device} but input is on device {input.device}")
+        raise ValueError(f"{name} is on device {other.device} but {input_name} is on device {input.device}")
 
 
 def check_binary_target(input: torch.Tensor, target) -> None:

@@ -415,3 +415,27 @@ def test_pairwise_runs_without_gpu_or_interpreter():
     assert out["err"] is not None and "triton" in out["err"]
     assert out["reasons"] and all(r in out["err"] for r in out["reasons"])
     assert out["diff"] < 1e-12
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: fusedloss.ziln_loss(torch.randn(4, 3), torch.rand(4, device="meta")),
+         "labels is on device meta but logits is on device cpu"),
+        (lambda: fusedloss.circle_loss(torch.randn(4, 3), torch.zeros(4, dtype=torch.int64, device="meta")),
+         "labels is on device meta but embeddings is on device cpu"),
+        (lambda: fusedloss.sv_softmax_loss(torch.randn(4, 3), torch.randn(4, 3, device="meta"),
+                                           torch.ones(4)),
+         "item_emb is on device meta but user_emb is on device cpu"),
+        (lambda: fusedloss.cosine_embedding_loss(torch.randn(4, 3), torch.randn(4, 3),
+                                                 torch.ones(4, device="meta")),
+         "target is on device meta but input1 is on device cpu"),
+        (lambda: fusedloss.sigmoid_focal_loss(torch.randn(4), torch.rand(4, device="meta")),
+         "target is on device meta but input is on device cpu"),
+    ],
+    ids=["ziln", "circle", "sv_softmax", "cosine_embedding", "sigmoid_focal"],
+)
+def test_device_mismatch_names_both_arguments(call, message):
+    # Checked in Python before any launch; "meta" stands in for a second device on a CPU machine.
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -23,7 +23,7 @@ def _as_ids(name, t, b, embeddings):
         raise TypeError(f"{name} must be a real or bool tensor, got {t.dtype}")
     if tuple(t.shape) not in ((b,), (b, 1)):
         raise ValueError(f"{name} must have shape ({b},) or ({b}, 1), got {tuple(t.shape)}")
-    check_same_device(name, embeddings, t)
+    check_same_device(name, embeddings, t, "embeddings")
     t = t.reshape(-1)
     if t.dtype.is_floating_point:  # equality classes of the values, exactly
         # unique over an int64 key, not the floats: torch 2.11's fake _unique2 types the inverse as

@@ -47,7 +47,7 @@ def _check_target(target, n, ref, *, shape=None):
     want = shape if shape is not None else (n,)
     if tuple(target.shape) != tuple(want):
         raise ValueError(f"target must have shape {tuple(want)}, got {tuple(target.shape)}")
-    check_same_device("target", ref, target)
+    check_same_device("target", ref, target, "input1")
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:

@@ -233,7 +233,7 @@ def jrc_loss(logits, labels, session_ids, *, weight=None, alpha=0.5, same_label_
         raise TypeError(f"labels must be an integer or bool tensor (class indices), got {labels.dtype}")
     if tuple(labels.shape) not in ((b,), (b, 1)):
         raise ValueError(f"labels must have shape ({b},) or ({b}, 1), got {tuple(labels.shape)}")
-    check_same_device("labels", logits, labels)
+    check_same_device("labels", logits, labels, "logits")
     labels = labels.reshape(-1)
     if b and not torch.compiler.is_compiling() and bool(((labels != 0) & (labels != 1)).any()):
         raise ValueError("labels must hold only 0 and 1 (JRC has two classes)")

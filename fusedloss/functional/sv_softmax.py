@@ -23,7 +23,7 @@ def _check_embeddings(user_emb, item_emb) -> None:
                          f"{tuple(item_emb.shape)}")
     if item_emb.dtype != user_emb.dtype:
         raise TypeError(f"item_emb must have user_emb's dtype {user_emb.dtype}, got {item_emb.dtype}")
-    check_same_device("item_emb", user_emb, item_emb)
+    check_same_device("item_emb", user_emb, item_emb, "user_emb")
 
 
 def _check_labels(labels, b, user_emb) -> None:
@@ -33,7 +33,7 @@ def _check_labels(labels, b, user_emb) -> None:
         raise TypeError(f"labels must be a real or bool tensor, got {labels.dtype}")
     if tuple(labels.shape) not in ((b,), (b, 1)):
         raise ValueError(f"labels must have shape ({b},) or ({b}, 1), got {tuple(labels.shape)}")
-    check_same_device("labels", user_emb, labels)
+    check_same_device("labels", user_emb, labels, "user_emb")
 
 
 def _check_weights(weights, b, user_emb):
@@ -49,7 +49,7 @@ def _check_weights(weights, b, user_emb):
     if tuple(weights.shape) not in ((), (1,), (b,), (b, 1)):
         raise ValueError(f"weights must be a number or a tensor of 1 or B = {b} elements "
                          f"([], [1], [B] or [B, 1]), got shape {tuple(weights.shape)}")
-    check_same_device("weights", user_emb, weights)
+    check_same_device("weights", user_emb, weights, "user_emb")
     return weights
 
 

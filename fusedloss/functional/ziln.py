@@ -42,7 +42,7 @@ def ziln_loss(logits, labels, max_sigma=5.0, mu_reg=0.01, sigma_reg=0.01, class_
     if labels.dtype.is_complex or not (labels.dtype.is_floating_point or labels.dtype in (
             torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
         raise TypeError(f"labels must be a real (float, int or bool) tensor, got {labels.dtype}")
-    check_same_device("labels", logits, labels)
+    check_same_device("labels", logits, labels, "logits")
     max_sigma = check_number("max_sigma", max_sigma, lo=math.sqrt(1e-7), lo_open=True)
     mu_reg = check_number("mu_reg", mu_reg)
     sigma_reg = check_number("sigma_reg", sigma_reg)
