@@ -25,8 +25,10 @@ Passes, no host sync:
      the three columns (tl.reshape to [BLOCK, 2, 2] and tl.split); the four terms,
      the final gradient (stored through the same padded 2-D layout), and per-program partial sums
      (cls, reg, mu^2, l_s^2, #positives) in the accumulation dtype to PARTIAL[pid, 0:5].
-  3. torch ops: the partials summed in fp64 (fixed order: deterministic) and combined with
-     ziln_math.h's combine formula in double, P from the partials' count column.
+  3. _ziln_finish_kernel, one program: the partials' columns summed in fp64 (fixed order:
+     deterministic), combined with ziln_math.h's combine formula in double (P from the count
+     column), stored as the 0-d loss in the logits' dtype: one launch instead of a dozen small
+     torch ops on 0-d tensors.
 Accumulation in fp32 for fp16/bf16/fp32 logits, fp64 for fp64. The coefficients travel as fp64
 kernel arguments rounded to the accumulation dtype in the kernel (C++: acc_t(param)); sigma_min is
 sqrt(acc(1e-7)) correctly rounded in the accumulation dtype (host-computed, exact). Core ``tl.*``
@@ -50,7 +52,8 @@ import triton.language as tl
 from fusedloss.triton_kernels.focal import log1p_unit
 
 _HALF_LOG_2PI = tl.constexpr(0.91893853320467274178)   # log(2 pi) / 2
-_NPARTIAL = 5                            # per program: sum cls, reg, mu^2, l_s^2; #positives
+_NPARTIAL = tl.constexpr(5)              # per program: sum cls, reg, mu^2, l_s^2; #positives
+FINISH_BLOCK = 256                       # partial rows per step of _ziln_finish_kernel
 
 
 @triton.jit
@@ -146,6 +149,34 @@ def _ziln_fwd_kernel(
         tl.store(GRAD + offs, g, mask=mask)
 
 
+@triton.jit
+def _ziln_finish_kernel(
+    PARTIAL, OUT, programs, B,
+    cw_arg: tl.float64, rw_arg: tl.float64, mu_reg_arg: tl.float64, sigma_reg_arg: tl.float64,
+    BLOCK: tl.constexpr,          # partial rows per step
+):
+    """One program. s = the column sums of PARTIAL [programs, 5] in fp64; OUT (0-d, the logits'
+    dtype) = cw s0 / B + rw s1 / (s4 + 1e-8) + mu_reg s2 / B + sigma_reg s3 / B."""
+    cols = tl.arange(0, 8)
+    sums = tl.zeros([8], tl.float64)
+    for r0 in range(0, programs, BLOCK):
+        rows = r0 + tl.arange(0, BLOCK).to(tl.int64)
+        m = (rows < programs)[:, None] & (cols < _NPARTIAL)[None, :]
+        v = tl.load(PARTIAL + rows[:, None] * _NPARTIAL + cols[None, :], mask=m, other=0)
+        sums += tl.sum(v.to(tl.float64), axis=0)
+    s_cls = tl.sum(tl.where(cols == 0, sums, 0.0), axis=0)
+    s_reg = tl.sum(tl.where(cols == 1, sums, 0.0), axis=0)
+    s_mu = tl.sum(tl.where(cols == 2, sums, 0.0), axis=0)
+    s_ls = tl.sum(tl.where(cols == 3, sums, 0.0), axis=0)
+    s_pos = tl.sum(tl.where(cols == 4, sums, 0.0), axis=0)
+    b = tl.full([], B, tl.float64)   # B = 1 arrives as a constexpr
+    loss = cw_arg * s_cls / b + rw_arg * s_reg / (s_pos + 1e-8) + mu_reg_arg * s_mu / b \
+        + sigma_reg_arg * s_ls / b
+    if OUT.dtype.element_ty != tl.float64:
+        loss = loss.to(tl.float32)   # 16-bit outputs through fp32, as torch casts double to half
+    tl.store(OUT, loss.to(OUT.dtype.element_ty))
+
+
 def launch_config(b: int, fp64: bool = False) -> tuple[int, int]:
     """(BLOCK rows, num_warps) of _ziln_fwd_kernel, whatever B: 1024 rows (fp64: 512) on 8 warps,
     4 (2) rows per thread. ptxas, every AOT specialization (sm_80, sm_90): no spill, at most 101
@@ -189,7 +220,7 @@ def ziln_fwd_triton(logits, labels, max_sigma, class_weight, reg_weight, mu_reg,
         return x.new_full((), float("nan")), grad, scale
     block, num_warps = launch_config(b, acc == torch.float64)
     programs = triton.cdiv(b, block)
-    partial = x.new_empty((programs, _NPARTIAL), dtype=acc)
+    partial = x.new_empty((programs, _NPARTIAL.value), dtype=acc)
     if compute_grad:
         npos = x.new_zeros((1,), dtype=torch.int64)
         cblock, cwarps = count_launch_config()
@@ -202,11 +233,12 @@ def ziln_fwd_triton(logits, labels, max_sigma, class_weight, reg_weight, mu_reg,
         float(sigma_reg),
         COMPUTE_GRAD=compute_grad, BLOCK=block, num_warps=num_warps,
     )
-    s = partial.sum(0, dtype=torch.float64)
-    # ziln_math.h's combine, in double.
-    loss = (float(class_weight) * s[0] / b + float(reg_weight) * s[1] / (s[4] + 1e-8)
-            + float(mu_reg) * s[2] / b + float(sigma_reg) * s[3] / b)
-    return loss.to(logits.dtype), grad, scale
+    loss = x.new_empty(())
+    _ziln_finish_kernel[(1,)](
+        partial, loss, programs, b, float(class_weight), float(reg_weight), float(mu_reg),
+        float(sigma_reg), BLOCK=FINISH_BLOCK, num_warps=4,
+    )
+    return loss, grad, scale
 
 
 def aot_specializations() -> list[dict]:
@@ -230,6 +262,16 @@ def aot_specializations() -> list[dict]:
                 "constexprs": constexprs,
                 "num_warps": num_warps,
             })
+    for xd in ("fp32", "fp16", "bf16", "fp64"):
+        specs.append({
+            "name": f"ziln_finish_{xd}",
+            "fn": _ziln_finish_kernel,
+            "signature": {"PARTIAL": "*fp64" if xd == "fp64" else "*fp32", "OUT": f"*{xd}",
+                          "programs": "i64", "B": "i64", "cw_arg": "fp64", "rw_arg": "fp64",
+                          "mu_reg_arg": "fp64", "sigma_reg_arg": "fp64", "BLOCK": "constexpr"},
+            "constexprs": {"BLOCK": FINISH_BLOCK},
+            "num_warps": 4,
+        })
     block, num_warps = count_launch_config()
     for yd in ("fp32", "fp64"):
         specs.append({
