@@ -132,7 +132,7 @@ def _binary_focal_fwd_kernel(
             hi = tl.full([], 1.0 - 1e-7, x.dtype)
             pq = tl.minimum(tl.maximum(p, lo), hi)
             pmq = tl.minimum(tl.maximum(pm, lo), hi)
-            gate = ((p > 1e-7) & (p < 1.0 - 1e-7)).to(x.dtype)
+            gate = ((p > lo) & (p < hi)).to(x.dtype)   # the same constants as the clip
         else:
             pq = p
             pmq = pm
