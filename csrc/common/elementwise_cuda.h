@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "grid_stride.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -50,10 +52,7 @@ typedef struct FlElemIO {
 // Grid of the grid-stride kernels: enough blocks to fill the GPU (8 per SM of kFlElemThreads
 // threads), fewer when there is less work. 0 for an empty input (nothing is launched).
 static inline int32_t fusedloss_elementwise_num_blocks(int64_t numel, int32_t sm_count) {
-  if (numel <= 0) return 0;
-  const int64_t by_work = (numel + kFlElemThreads - 1) / kFlElemThreads;
-  const int64_t by_gpu = (int64_t)(sm_count > 0 ? sm_count : 1) * 8;
-  return (int32_t)(by_work < by_gpu ? by_work : by_gpu);
+  return fusedloss_grid_stride_blocks(numel, kFlElemThreads, sm_count);
 }
 
 #ifdef __cplusplus

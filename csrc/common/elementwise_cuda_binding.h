@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "cuda_device.h"
 #include "elementwise_cuda.h"
 #include "elementwise_op.h"
 
@@ -44,12 +45,6 @@ inline int32_t dtype_code(at::ScalarType t, const char* op) {
       TORCH_CHECK(false, op, " (cuda): unsupported dtype ", t);
   }
   return -1;
-}
-
-inline int32_t sm_count(c10::DeviceIndex device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
 }
 
 // One call's tensors (elementwise_op.h's prepare), its partials (double [2, num_blocks]), the

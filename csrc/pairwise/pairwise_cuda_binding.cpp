@@ -36,6 +36,7 @@
 #include <tuple>
 
 #include "../common/checks.h"
+#include "../common/cuda_device.h"
 #include "pairwise_checks.h"
 #include "pairwise_cuda.h"
 
@@ -89,9 +90,7 @@ PairwiseLaunchArgs make_args(const at::Tensor& scores, const at::Tensor& labels,
   a.dtype = scores.scalar_type() == at::kDouble ? kPairwiseF64 : kPairwiseF32;
   a.num_blocks = fusedloss_pairwise_num_blocks(a.n);
   a.symmetric = use_symmetric() ? 1 : 0;
-  int num_sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, scores.device().index()));
-  a.col_splits = fusedloss_pairwise_col_splits(a.n, a.symmetric, num_sms);
+  a.col_splits = fusedloss_pairwise_col_splits(a.n, a.symmetric, sm_count(scores.device().index()));
   return a;
 }
 

@@ -83,26 +83,34 @@ bool inside_clip(double ls, double max_sigma) {
   return sp >= std::sqrt(1e-7) && sp <= max_sigma;
 }
 
-void test_terms_vs_formula() {
-  const Cfg cfg;
-  const zl::Params<double> prm = params<double>(cfg);
+// Calls f(lp, mu, ls, y, row_eval's output, context) on every point of the test grid.
+template <typename F>
+void for_each_point(const zl::Params<double>& prm, F f) {
   char ctx[128];
   for (const double lp : kLps)
     for (const double mu : kMus)
       for (const double ls : kLss)
         for (const double y : kYs) {
           std::snprintf(ctx, sizeof(ctx), "lp=%g mu=%g ls=%g y=%g", lp, mu, ls, y);
-          const zl::RowOut<double> o = zl::row_eval(lp, mu, ls, y, prm);
-          const Terms t = formula(lp, mu, ls, y, cfg.max_sigma);
-          expect(o.pos == (y > 0), "pos == (y > 0)", o.pos, y > 0, ctx);
-          // softplus(l_p) - l_p z loses the last bits of a tiny result at large |l_p| (absolute error
-          // ~ ulp(|l_p|)); that is what BCE with logits does too.
-          expect_close("cls", o.cls, static_cast<double>(t.cls), 1e-14, 4e-16 * (1 + std::fabs(lp)), ctx);
-          expect_close("reg", o.reg, static_cast<double>(t.reg), 0.0, 1e-14 * static_cast<double>(t.scale), ctx);
-          if (!(y > 0)) expect(o.reg == 0.0, "reg == 0 for y <= 0", o.reg, 0.0, ctx);
-          expect(o.mu2 == mu * mu, "mu2", o.mu2, mu * mu, ctx);
-          expect(o.ls2 == ls * ls, "ls2", o.ls2, ls * ls, ctx);
+          f(lp, mu, ls, y, zl::row_eval(lp, mu, ls, y, prm), static_cast<const char*>(ctx));
         }
+}
+
+void test_terms_vs_formula() {
+  const Cfg cfg;
+  const zl::Params<double> prm = params<double>(cfg);
+  for_each_point(prm, [&](double lp, double mu, double ls, double y, const zl::RowOut<double>& o,
+                          const char* ctx) {
+    const Terms t = formula(lp, mu, ls, y, cfg.max_sigma);
+    expect(o.pos == (y > 0), "pos == (y > 0)", o.pos, y > 0, ctx);
+    // softplus(l_p) - l_p z loses the last bits of a tiny result at large |l_p| (absolute error
+    // ~ ulp(|l_p|)); that is what BCE with logits does too.
+    expect_close("cls", o.cls, static_cast<double>(t.cls), 1e-14, 4e-16 * (1 + std::fabs(lp)), ctx);
+    expect_close("reg", o.reg, static_cast<double>(t.reg), 0.0, 1e-14 * static_cast<double>(t.scale), ctx);
+    if (!(y > 0)) expect(o.reg == 0.0, "reg == 0 for y <= 0", o.reg, 0.0, ctx);
+    expect(o.mu2 == mu * mu, "mu2", o.mu2, mu * mu, ctx);
+    expect(o.ls2 == ls * ls, "ls2", o.ls2, ls * ls, ctx);
+  });
   expect(zl::sigma_min_default<double>() == std::sqrt(1e-7), "sigma_min_default<double>", zl::sigma_min_default<double>(),
          std::sqrt(1e-7), "");
   expect(zl::sigma_min_default<float>() == std::sqrt(1e-7f), "sigma_min_default<float>", zl::sigma_min_default<float>(),
@@ -118,37 +126,32 @@ double fd5(F f, double x, double h) {
 void test_derivatives_vs_fd() {
   const Cfg cfg;
   const zl::Params<double> prm = params<double>(cfg);
-  char ctx[128];
-  for (const double lp : kLps)
-    for (const double mu : kMus)
-      for (const double ls : kLss)
-        for (const double y : kYs) {
-          std::snprintf(ctx, sizeof(ctx), "lp=%g mu=%g ls=%g y=%g", lp, mu, ls, y);
-          const zl::RowOut<double> o = zl::row_eval(lp, mu, ls, y, prm);
-          const double h_lp = 1e-3 * std::fmax(1.0, std::fabs(lp));
-          const double d_lp = fd5([&](double v) { return zl::row_eval(v, mu, ls, y, prm).cls; }, lp, h_lp);
-          expect_close("d cls / d l_p", o.d_cls_lp, d_lp, 1e-8, 1e-12 * (1 + std::fabs(o.cls)) / h_lp, ctx);
-          const double h_mu = 1e-3 * std::fmax(1.0, std::fabs(mu));
-          const double d_mu = fd5([&](double v) { return zl::row_eval(lp, v, ls, y, prm).reg; }, mu, h_mu);
-          expect_close("d reg / d mu", o.d_reg_mu, d_mu, 1e-8, 1e-12 * (1 + std::fabs(o.reg)) / h_mu, ctx);
-          const bool inside = inside_clip(ls, cfg.max_sigma);
-          if (inside && y > 0) {
-            // Near sigma_min, sigma ~ e^{l_s}: a smaller step keeps the stencil's truncation error small.
-            const double h_ls = ls < -5 ? 1e-4 : 1e-3 * std::fmax(1.0, std::fabs(ls));
-            const double d_ls = fd5([&](double v) { return zl::row_eval(lp, mu, v, y, prm).reg; }, ls, h_ls);
-            expect_close("d reg / d l_s", o.d_reg_ls, d_ls, 1e-7, 1e-12 * (1 + std::fabs(o.reg)) / h_ls, ctx);
-          } else {
-            // The clip blocks the gradient (and y <= 0 rows have no reg term): exactly 0.
-            expect(o.d_reg_ls == 0.0, "d reg / d l_s == 0 (clipped or y <= 0)", o.d_reg_ls, 0.0, ctx);
-          }
-          if (!(y > 0)) expect(o.d_reg_mu == 0.0, "d reg / d mu == 0 for y <= 0", o.d_reg_mu, 0.0, ctx);
-          // Large |l_p|: d cls / d l_p = sigmoid(l_p) - z saturates cleanly.
-          if (std::fabs(lp) >= 30) {
-            const double z = y > 0 ? 1.0 : 0.0;
-            const double want = (lp > 0 ? 1.0 : 0.0) - z;
-            expect_close("d cls / d l_p at large |l_p|", o.d_cls_lp, want, 0.0, 1e-12, ctx);
-          }
-        }
+  for_each_point(prm, [&](double lp, double mu, double ls, double y, const zl::RowOut<double>& o,
+                          const char* ctx) {
+    const double h_lp = 1e-3 * std::fmax(1.0, std::fabs(lp));
+    const double d_lp = fd5([&](double v) { return zl::row_eval(v, mu, ls, y, prm).cls; }, lp, h_lp);
+    expect_close("d cls / d l_p", o.d_cls_lp, d_lp, 1e-8, 1e-12 * (1 + std::fabs(o.cls)) / h_lp, ctx);
+    const double h_mu = 1e-3 * std::fmax(1.0, std::fabs(mu));
+    const double d_mu = fd5([&](double v) { return zl::row_eval(lp, v, ls, y, prm).reg; }, mu, h_mu);
+    expect_close("d reg / d mu", o.d_reg_mu, d_mu, 1e-8, 1e-12 * (1 + std::fabs(o.reg)) / h_mu, ctx);
+    const bool inside = inside_clip(ls, cfg.max_sigma);
+    if (inside && y > 0) {
+      // Near sigma_min, sigma ~ e^{l_s}: a smaller step keeps the stencil's truncation error small.
+      const double h_ls = ls < -5 ? 1e-4 : 1e-3 * std::fmax(1.0, std::fabs(ls));
+      const double d_ls = fd5([&](double v) { return zl::row_eval(lp, mu, v, y, prm).reg; }, ls, h_ls);
+      expect_close("d reg / d l_s", o.d_reg_ls, d_ls, 1e-7, 1e-12 * (1 + std::fabs(o.reg)) / h_ls, ctx);
+    } else {
+      // The clip blocks the gradient (and y <= 0 rows have no reg term): exactly 0.
+      expect(o.d_reg_ls == 0.0, "d reg / d l_s == 0 (clipped or y <= 0)", o.d_reg_ls, 0.0, ctx);
+    }
+    if (!(y > 0)) expect(o.d_reg_mu == 0.0, "d reg / d mu == 0 for y <= 0", o.d_reg_mu, 0.0, ctx);
+    // Large |l_p|: d cls / d l_p = sigmoid(l_p) - z saturates cleanly.
+    if (std::fabs(lp) >= 30) {
+      const double z = y > 0 ? 1.0 : 0.0;
+      const double want = (lp > 0 ? 1.0 : 0.0) - z;
+      expect_close("d cls / d l_p at large |l_p|", o.d_cls_lp, want, 0.0, 1e-12, ctx);
+    }
+  });
 }
 
 struct Row {

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "../common/grid_stride.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -43,10 +45,7 @@ typedef struct ZilnLaunchArgs {
 // Grid of the grid-stride kernels: enough blocks to fill the GPU (8 per SM of kZilnThreads threads),
 // fewer when there is less work; 0 for B = 0 (nothing is launched).
 static inline int32_t fusedloss_ziln_num_blocks(int64_t B, int32_t sm_count) {
-  if (B <= 0) return 0;
-  const int64_t by_work = (B + kZilnThreads - 1) / kZilnThreads;
-  const int64_t by_gpu = (int64_t)(sm_count > 0 ? sm_count : 1) * 8;
-  return (int32_t)(by_work < by_gpu ? by_work : by_gpu);
+  return fusedloss_grid_stride_blocks(B, kZilnThreads, sm_count);
 }
 
 // Enqueues on `stream` (asynchronous; never synchronises): the zeroing and counting of P, the row

@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "../common/checks.h"
+#include "../common/cuda_device.h"
 #include "ziln_checks.h"
 #include "ziln_cuda.h"
 
@@ -42,12 +43,6 @@ int32_t ziln_dtype_code(at::ScalarType t) {
       TORCH_CHECK(false, "ziln_fwd (cuda): unsupported dtype ", t);
   }
   return -1;
-}
-
-int32_t sm_count(c10::DeviceIndex device) {
-  int count = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ziln_fwd_cuda(const at::Tensor& logits, const at::Tensor& labels,
