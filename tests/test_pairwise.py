@@ -14,7 +14,9 @@ Batch sizes and the code path each one hits. Both fused kernels sort the items b
 sorted rows walking its sessions' columns from its first row on, in BLOCK_C = 32 tiles (32 x 64
 tiles, 8 warps from 16,384 rows), column gradients added atomically; under
 ``torch.use_deterministic_algorithms`` each pair is evaluated from both sides instead, so every row
-finishes its own gradient. CPU: sessions cut into blocks of 256, a diagonal tile per block
+finishes its own gradient. Float32 SBNZ pair_wise / logistic take Triton's lean kernel instead
+(16 rows x 32 columns on one warp, 128 columns on 4 warps above 4,096 items; tiles wholly inside
+every row's session skip the session test). CPU: sessions cut into blocks of 256, a diagonal tile per block
 (round 0), then the blocks' pairs in round-robin rounds (disjoint blocks per round, so gradients
 are written without atomics), tiles grouped into chunks of ~65k padded pair evaluations
 (at::parallel_for), columns padded to 16 lanes.
@@ -1370,6 +1372,175 @@ print(json.dumps({"growth_mb": peak_mb() - base, "loss": loss.item(), "seconds":
                   "grad_sum": xl.grad.double().sum().item(),
                   "grad_abs_sum": xl.grad.double().abs().sum().item()}))
 """
+
+
+# ----------------------------------------------------------------------------------------------
+# Triton's lean float32 SBNZ kernel (triton_kernels/pairwise_sbnz.py)
+# ----------------------------------------------------------------------------------------------
+
+
+class _SbnzSpy:
+    """Stands in for ``_pairwise_sbnz_kernel``: records (SHIFT, HAS_WEIGHT, BLOCK_C) per launch."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def run(*args, **kwargs):
+            self.launches.append((kwargs["SHIFT"], kwargs["HAS_WEIGHT"], kwargs["BLOCK_C"]))
+            return launch(*args, **kwargs)
+
+        return run
+
+
+_SBNZ_PARAMS = [
+    ("pair_wise", dict(temperature=0.5, margin=0.7), 1),
+    ("pair_wise", dict(temperature=2.0), 0),                       # the default margin 0
+    ("logistic", dict(temperature=0.5), 0),
+    ("logistic", dict(temperature=2.0, hinge_margin=0.5, use_label_margin=False), 1),
+    ("logistic", dict(temperature=0.7, use_label_margin=True), 2),
+]
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+@pytest.mark.parametrize("kind, params, shift", _SBNZ_PARAMS, ids=pid)
+@pytest.mark.parametrize(
+    "b, sessions, weight",
+    # 1: no pair; 37: three row blocks, ~6 sessions, every tile partial; 300 in one session: the
+    # interior tiles take the FULL path (no session test); 129 with [1] and zero weights
+    [(1, None, None), (37, "random", "zeros"), (129, "random", "scalar"), (300, "one", None),
+     (300, None, "B")],
+)
+def test_triton_sbnz_kernel_matches_reference(device, backend, kind, params, shift, b, sessions,
+                                              weight, monkeypatch):
+    from fusedloss.triton_kernels import pairwise_sbnz
+
+    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
+    x = make_scores(b, torch.float32, device)
+    y = make_labels(b, device=device)
+    sid = make_sessions(sessions, b, device)
+    w = make_weight(weight, b, torch.float32, device)
+    with _deterministic_algorithms(False):
+        loss, g = assert_matches_reference(kind, backend, x, y, sid, w, params)
+    assert spy.launches == [(shift, weight is not None, 32)], spy.launches
+    # Beyond the fp32 bound of assert_matches_reference: within 2e-6 of the float64 truth (the
+    # kernel's base-2 softplus and approximate exp2 / rsqrt are a few ulp per pair).
+    go = torch.ones((), dtype=torch.float64)
+    truth, truth_g = reference_fb(kind, x, y, sid, w, params, go)
+    xl = x.detach().clone().requires_grad_()
+    l1 = call(kind, xl, y, sid, backend, w, **params)
+    l1.backward()
+    torch.testing.assert_close(l1.detach().double(), truth, rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(xl.grad.double(), truth_g, rtol=0,
+                               atol=2e-6 * max(float(truth_g.abs().max()), 1e-30))
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+def test_triton_sbnz_kernel_launch_rule(device, backend, monkeypatch):
+    # Taken for float32 SBNZ pair_wise / logistic under the SYMMETRIC schedule only: float64, OHEM,
+    # focal, hinge and torch.use_deterministic_algorithms(True) keep the general kernel.
+    from fusedloss.triton_kernels import pairwise_sbnz
+
+    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
+    b = 37
+    y, sid = make_labels(b, device=device), make_sessions("random", b, device)
+    x32, x64 = make_scores(b, torch.float32, device), make_scores(b, torch.float64, device)
+    with _deterministic_algorithms(False):
+        forward_backward("logistic", backend, x32, y, sid, None, {})
+        assert len(spy.launches) == 1
+        forward_backward("logistic", backend, x64, y, sid, None, {})
+        forward_backward("logistic", backend, x32, y, sid, None, {"ohem_ratio": 0.5})
+        forward_backward("focal", backend, x32, y, sid, None, {})
+        forward_backward("hinge", backend, x32, y, sid, None, {})
+        # half-precision scores are computed in float32: the lean kernel
+        forward_backward("pair_wise", backend, x32.half(), y, sid, None, {})
+    with _deterministic_algorithms(True):
+        forward_backward("logistic", backend, x32, y, sid, None, {})
+    assert len(spy.launches) == 2, spy.launches
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+def test_triton_sbnz_kernel_keeps_nonfinite_scores_to_their_pairs(device, backend):
+    # An inf and a NaN score on items without a pair (their sessions' labels all equal) share tiles
+    # with valid pairs of another session: the loss and every gradient stay finite, 0 for the items
+    # without pairs. Those scores are in no pair, so the truth is the reference on the same batch
+    # with them replaced by 0 (the matrix reference itself returns the right loss but a NaN
+    # gradient everywhere: its masked B x B backward multiplies NaN by 0). And scores that make a
+    # valid pair NaN (inf - inf) make the loss NaN, as in the reference.
+    b = 40
+    x = make_scores(b, torch.float32, device)
+    y = make_labels(b, device=device).float()
+    sid = torch.zeros(b, dtype=torch.int64, device=device)
+    sid[:4] = 1                        # session 1: items 0..3, all labelled 2
+    y[:4] = 2.0
+    x[1], x[2] = float("inf"), float("nan")
+    go = torch.ones((), dtype=torch.float64)
+    for kind, params in (("logistic", {}), ("pair_wise", {"margin": 0.3})):
+        with _deterministic_algorithms(False):
+            loss, g, _ = forward_backward(kind, backend, x, y, sid, None, params, go.float())
+        finite = x.clone()
+        finite[1:3] = 0.0
+        truth, truth_g = reference_fb(kind, finite, y, sid, None, params, go)
+        assert torch.isfinite(loss) and torch.isfinite(g).all(), (loss, g)
+        assert (g[:4] == 0).all()
+        torch.testing.assert_close(loss.double(), truth, rtol=2e-6, atol=0)
+        torch.testing.assert_close(g.double(), truth_g, rtol=0, atol=2e-6 * float(truth_g.abs().max()))
+    y[5], y[6] = 3.0, 0.0              # item 5 above item 6 in session 0, both scores inf:
+    x[5] = x[6] = float("inf")         # (inf - inf) is NaN, so is the loss
+    with _deterministic_algorithms(False):
+        loss, _, _ = forward_backward("logistic", backend, x, y, sid, None, {}, go.float())
+    truth, _ = reference_fb("logistic", x, y, sid, None, {}, go)
+    assert loss.isnan() and truth.isnan(), (loss, truth)
+
+
+@pytest.mark.parametrize("device, backend", TRITON)
+@pytest.mark.parametrize("kind, params, shift", [_SBNZ_PARAMS[2], _SBNZ_PARAMS[4]], ids=pid)
+def test_triton_sbnz_kernel_large_config(device, backend, kind, params, shift, monkeypatch):
+    # n > 4096: 128-column tiles on 4 warps. 4,500 items in 9 unsorted sessions of ~500 (FULL
+    # tiles inside each); the truth is the cpu backend in float64 (O(B) memory; it is checked
+    # against the reference above), the B x B reference would need ~1.6 GB here.
+    from fusedloss.triton_kernels import pairwise_sbnz
+
+    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
+    b = 4500
+    x = make_scores(b, torch.float32, device)
+    y = make_labels(b, device=device)
+    sid = (torch.randint(0, 9, (b,)) * 7919 - 3).to(device)
+    w = make_weight("zeros", b, torch.float32, device)
+    go = torch.ones((), dtype=torch.float64)
+    with _deterministic_algorithms(False):
+        loss, g, _ = forward_backward(kind, backend, x, y, sid, w, params, go.float())
+    assert spy.launches == [(shift, True, 128)], spy.launches
+    truth, truth_g, _ = forward_backward(kind, "cpu", x.double().cpu(), y.cpu(), sid.cpu(),
+                                         w.double().cpu(), params, go)
+    torch.testing.assert_close(loss.double().cpu(), truth, rtol=2e-6, atol=0)
+    torch.testing.assert_close(g.double().cpu(), truth_g, rtol=0,
+                               atol=2e-6 * float(truth_g.abs().max()))
+
+
+def test_triton_sbnz_log2_1p_polynomial():
+    # log2(1 + e) = e P(e) on [0, 1]: float32 Horner within 4 ulp of float64 (3.3 by design),
+    # relative, down to the smallest normal e; its derivative side is not used.
+    from fusedloss.triton_kernels import pairwise_sbnz as ps
+
+    coef = [ps._P0, ps._P1, ps._P2, ps._P3, ps._P4, ps._P5, ps._P6, ps._P7, ps._P8]
+    coef = [np.float32(c.value if hasattr(c, "value") else c) for c in coef]
+    assert all(float(c) == float(np.float64(c)) for c in coef)
+    e = np.concatenate([np.linspace(0, 1, 200001), np.logspace(-37.9, 0, 4000)]).astype(np.float32)
+    p = np.full_like(e, coef[-1])
+    for c in coef[-2::-1]:
+        p = (p * e + c).astype(np.float32)
+    got = (e * p).astype(np.float64)
+    truth = np.log1p(e.astype(np.float64)) / math.log(2)
+    pos = truth > 0
+    rel = np.abs(got[pos] - truth[pos]) / truth[pos]
+    assert rel.max() < 4 * 2.0**-24, rel.max()
+    assert got[~pos].tolist() == [0.0] * int((~pos).sum())
 
 
 @pytest.mark.parametrize(

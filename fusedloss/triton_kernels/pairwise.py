@@ -42,6 +42,10 @@ ranked exactly. Key words are handled as int64 holding the unsigned 32-bit value
 ~ and shifts (shift 32 included) mean the same thing under the interpreter and in the compiled
 kernel.
 
+Float32 SBNZ PAIR_WISE / PAIRWISE_LOGISTIC under the SYMMETRIC schedule goes to the lean kernel of
+``pairwise_sbnz.py`` instead (``pairwise_fwd_triton`` dispatches; about a third of this kernel's
+instructions per pair); everything else runs here.
+
 Work: SYMMETRIC evaluates each pair of a session (p, q), p < q, once; the two-sided schedule twice
 (once from each side). Each evaluation is one exp and one log (plus one log and two exps for
 PAIRWISE_FOCAL with gamma not in {0, 1, 2}).
@@ -54,6 +58,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fusedloss.triton_kernels import pairwise_sbnz
 from fusedloss.triton_kernels.focal import log1p_unit, modulating_factor
 
 KIND_PAIR_WISE, KIND_LOGISTIC, KIND_FOCAL, KIND_HINGE = 0, 1, 2, 3
@@ -536,6 +541,12 @@ def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, fla
     n = scores.shape[0]
     acc = scores.dtype
     grad = scores.new_zeros((n,) if compute_grad else (0,))
+    if pairwise_sbnz.uses_sbnz_kernel(n, acc, kind, select, symmetric_schedule()):
+        part_n = scores.new_zeros((triton.cdiv(n, pairwise_sbnz.BLOCK_R),), dtype=torch.int64)
+        part_s = pairwise_sbnz.pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags,
+                                                 temperature, margin, hinge_margin, compute_grad,
+                                                 grad, part_n)
+        return _finish(part_s, part_n, select, acc, grad)
     programs = triton.cdiv(n, launch_config(n, acc == torch.float64)[0])
     part_s = scores.new_zeros((max(programs, 1),))
     part_n = scores.new_zeros((max(programs, 1),), dtype=torch.int64)
@@ -543,6 +554,11 @@ def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, fla
         mode = MODE_SBNZ if select is None else MODE_SELECT
         _launch(mode, scores, labels, weight, order, seg_lo, seg_hi, kind, flags, temperature,
                 margin, hinge_margin, gamma, alpha, select, compute_grad, grad, part_s, part_n, None)
+    return _finish(part_s, part_n, select, acc, grad)
+
+
+def _finish(part_s, part_n, select, acc, grad):
+    """(loss, grad, scale) from the per-program partial sums and counts, on the device."""
     total = part_s.sum(dtype=torch.float64)
     count = part_n.sum().to(torch.float64)
     scale = torch.where(count > 0, 1.0 / count.clamp(min=1), 0.0)
