@@ -19,7 +19,10 @@ reuses them for the gradient (focal adds a pow, hinge none): the special-functio
 backend evaluates each unordered pair of a session once, sum_g n_g (n_g - 1) / 2 evaluations;
 the CUDA kernel and Triton under ``torch.use_deterministic_algorithms`` evaluate it from both rows
 (each row accumulates its own gradient without atomics), twice that. pairs/s below
-counts valid pairs, the number a user's batch contains. Memory floor: O(B) (sort order, session bounds,
+counts valid pairs, the number a user's batch contains. ``fusedloss_triton`` takes
+``triton_kernels/pairwise_sbnz.py``'s lean kernel for SBNZ (float32, PAIR_WISE / LOGISTIC),
+``fusedloss_triton_general`` the general kernel that OHEM and the other kinds use, for comparison.
+Issue slots per pair of each kernel's loop, without a GPU: ``benchmarks/sass_pairwise.py``. Memory floor: O(B) (sort order, session bounds,
 gradient), about 40 B per item.
 """
 
@@ -76,6 +79,8 @@ def providers(device):
     avail = fusedloss.available_backends(device)
     fused = [f"fusedloss_{b}" for b in ("cpu", "cuda", "triton")
              if not avail[b] and not (b == "triton" and device.type != "cuda")]
+    if "fusedloss_triton" in fused:
+        fused.append("fusedloss_triton_general")
     return ["torch", "torch_compile"] + fused
 
 
@@ -87,6 +92,17 @@ def make_fn(provider, ohem, reference, compiled_reference):
         return lambda s, y, g: reference(s, y, g, **kw)
     if provider == "torch_compile":
         return lambda s, y, g: compiled_reference(s, y, g, **kw)
+    if provider == "fusedloss_triton_general":
+        from fusedloss.triton_kernels import pairwise_sbnz
+
+        def general(s, y, g):
+            pairwise_sbnz.ENABLED = False
+            try:
+                return fusedloss.pairwise_logistic_loss(s, y, g, backend="triton", **kw)
+            finally:
+                pairwise_sbnz.ENABLED = True
+
+        return general
     backend = provider.removeprefix("fusedloss_")
     return lambda s, y, g: fusedloss.pairwise_logistic_loss(s, y, g, backend=backend, **kw)
 
