@@ -16,9 +16,9 @@ tiles, 8 warps from 16,384 rows), column gradients added atomically; under
 ``torch.use_deterministic_algorithms`` each pair is evaluated from both sides instead, so every row
 finishes its own gradient. Float32 SBNZ pair_wise / logistic take Triton's lean kernel instead
 (16 rows x 32 columns on one warp, 128 columns on 4 warps above 4,096 items; tiles wholly inside
-every row's session skip the session test). CPU: sessions cut into blocks of 256, a diagonal tile per block
-(round 0), then the blocks' pairs in round-robin rounds (disjoint blocks per round, so gradients
-are written without atomics), tiles grouped into chunks of ~65k padded pair evaluations
+every row's session skip the session test). CPU: sessions cut into blocks of 256, a diagonal tile
+per block (round 0), then the blocks' pairs in round-robin rounds (disjoint blocks per round, so
+gradients are written without atomics), tiles grouped into chunks of ~65k padded pair evaluations
 (at::parallel_for), columns padded to 16 lanes.
     B = 0         empty: no launch; SBNZ -> 0, OHEM -> NaN
     B = 1         one row in a 16-row block; [1] weight read with stride 0; no pair
@@ -1183,17 +1183,17 @@ def _deterministic_algorithms(on):
         torch.use_deterministic_algorithms(was, warn_only=was_warn_only)
 
 
-class _ScheduleSpy:
-    """Stands in for ``_pairwise_kernel``: records (MODE, SYMMETRIC) of every launch, then launches."""
+class _LaunchSpy:
+    """Stands in for a Triton kernel: records the named constexprs of every launch, then launches."""
 
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
+    def __init__(self, kernel, *keys):
+        self.kernel, self.keys, self.launches = kernel, keys, []
 
     def __getitem__(self, grid):
         launch = self.kernel[grid]
 
         def run(*args, **kwargs):
-            self.launches.append((kwargs["MODE"], kwargs["SYMMETRIC"]))
+            self.launches.append(tuple(kwargs[k] for k in self.keys))
             return launch(*args, **kwargs)
 
         return run
@@ -1205,7 +1205,7 @@ def test_triton_schedule_follows_deterministic_flag(device, backend, monkeypatch
     # two-sided under torch.use_deterministic_algorithms(True); the flag is restored afterwards.
     from fusedloss.triton_kernels import pairwise as tk
 
-    spy = _ScheduleSpy(tk._pairwise_kernel)
+    spy = _LaunchSpy(tk._pairwise_kernel, "MODE", "SYMMETRIC")
     monkeypatch.setattr(tk, "_pairwise_kernel", spy)
     b = 37
     x, y = make_scores(b, device=device), make_labels(b, device=device)
@@ -1379,22 +1379,6 @@ print(json.dumps({"growth_mb": peak_mb() - base, "loss": loss.item(), "seconds":
 # ----------------------------------------------------------------------------------------------
 
 
-class _SbnzSpy:
-    """Stands in for ``_pairwise_sbnz_kernel``: records (SHIFT, HAS_WEIGHT, BLOCK_C) per launch."""
-
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
-
-    def __getitem__(self, grid):
-        launch = self.kernel[grid]
-
-        def run(*args, **kwargs):
-            self.launches.append((kwargs["SHIFT"], kwargs["HAS_WEIGHT"], kwargs["BLOCK_C"]))
-            return launch(*args, **kwargs)
-
-        return run
-
-
 _SBNZ_PARAMS = [
     ("pair_wise", dict(temperature=0.5, margin=0.7), 1),
     ("pair_wise", dict(temperature=2.0), 0),                       # the default margin 0
@@ -1417,7 +1401,7 @@ def test_triton_sbnz_kernel_matches_reference(device, backend, kind, params, shi
                                               weight, monkeypatch):
     from fusedloss.triton_kernels import pairwise_sbnz
 
-    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    spy = _LaunchSpy(pairwise_sbnz._pairwise_sbnz_kernel, "SHIFT", "HAS_WEIGHT", "BLOCK_C")
     monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
     x = make_scores(b, torch.float32, device)
     y = make_labels(b, device=device)
@@ -1444,7 +1428,7 @@ def test_triton_sbnz_kernel_launch_rule(device, backend, monkeypatch):
     # focal, hinge and torch.use_deterministic_algorithms(True) keep the general kernel.
     from fusedloss.triton_kernels import pairwise_sbnz
 
-    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    spy = _LaunchSpy(pairwise_sbnz._pairwise_sbnz_kernel, "SHIFT", "HAS_WEIGHT", "BLOCK_C")
     monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
     b = 37
     y, sid = make_labels(b, device=device), make_sessions("random", b, device)
@@ -1505,7 +1489,7 @@ def test_triton_sbnz_kernel_large_config(device, backend, kind, params, shift, m
     # against the reference above), the B x B reference would need ~1.6 GB here.
     from fusedloss.triton_kernels import pairwise_sbnz
 
-    spy = _SbnzSpy(pairwise_sbnz._pairwise_sbnz_kernel)
+    spy = _LaunchSpy(pairwise_sbnz._pairwise_sbnz_kernel, "SHIFT", "HAS_WEIGHT", "BLOCK_C")
     monkeypatch.setattr(pairwise_sbnz, "_pairwise_sbnz_kernel", spy)
     b = 4500
     x = make_scores(b, torch.float32, device)
