@@ -4,7 +4,7 @@
 
 Compiles, for one sm arch (default sm_90), the float32 PAIRWISE_LOGISTIC SBNZ kernels that the
 benchmark times (bench_pairwise.py: temperature 0.5, grad, the SYMMETRIC schedule):
-    triton lean   fusedloss/triton_kernels/pairwise_sbnz.py, 16 x 128 tiles on 4 warps (no weight)
+    triton lean   fusedloss/triton_kernels/pairwise_sbnz.py, 16 x 32 tiles on one warp (no weight)
     triton general  fusedloss/triton_kernels/pairwise.py, 16 x 32 tiles on 4 warps (its AOT
                   specialization has a weight; the benchmark's has none)
     cuda          csrc/pairwise/pairwise_cuda.cu, pairwise_kernel<float, kLogistic, symmetric>
@@ -26,6 +26,7 @@ atomics and memory come on top. Only a GPU run (bench_pairwise.py --device cuda)
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -146,7 +147,7 @@ def loop_paths(ins: list[tuple[int, str]], must_have: str = "MUFU.EX2", max_path
 
 
 def report(label: str, cubin: bytes, func_pattern: str, tmp: Path, ex2_per_pair: int,
-           must_have: str = "MUFU.EX2") -> None:
+           must_have: str = "MUFU.EX2") -> dict:
     path = tmp / "k.cubin"
     path.write_bytes(cubin)
     sass = subprocess.run([_tool("cuobjdump"), "-sass", str(path)], check=True, capture_output=True,
@@ -160,32 +161,38 @@ def report(label: str, cubin: bytes, func_pattern: str, tmp: Path, ex2_per_pair:
     lo, hi = per_pair[0], per_pair[-1]
     print(f"{label:16s} {len(paths):5d} paths  instructions / pair {lo[0]:6.1f} .. {hi[0]:6.1f}"
           f"  MUFU / pair {lo[1]:.1f} .. {hi[1]:.1f}  pairs / iteration {lo[2]} .. {hi[2]}"
-          f"  issue bound {128 / hi[0]:.1f} .. {128 / lo[0]:.1f} pairs / SM / clock")
+          f"  issue bound {128 / hi[0]:.1f} .. {128 / lo[0]:.1f} pairs / SM / clock", flush=True)
+    return {"kernel": label, "paths": len(paths), "instructions_per_pair": [lo[0], hi[0]],
+            "mufu_per_pair": [lo[1], hi[1]]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--no-cuda", action="store_true")
+    ap.add_argument("--json", action="store_true", help="also print the counts as one JSON line")
     args = ap.parse_args()
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     print(f"sm_{args.arch}, float32 PAIRWISE_LOGISTIC SBNZ with grad, SYMMETRIC schedule")
+    rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        report("triton lean", _triton_cubin("fusedloss.triton_kernels.pairwise_sbnz",
-                                            "pairwise_sbnz_s0_w0_d1_c128", args.arch),
-               "_pairwise_sbnz_kernel", tmp, ex2_per_pair=2)
-        report("triton general", _triton_cubin("fusedloss.triton_kernels.pairwise",
-                                               "pairwise_fp32_m0_k1_f0_g0_a0_w1_d1_s1_r16c32",
-                                               args.arch), "_pairwise_kernel", tmp, ex2_per_pair=1)
+        rows.append(report("triton lean", _triton_cubin("fusedloss.triton_kernels.pairwise_sbnz",
+                                            "pairwise_sbnz_s0_w0_d1", args.arch),
+               "_pairwise_sbnz_kernel", tmp, ex2_per_pair=2))
+        general = _triton_cubin("fusedloss.triton_kernels.pairwise",
+                                "pairwise_fp32_m0_k1_f0_g0_a0_w1_d1_s1_r16c32", args.arch)
+        rows.append(report("triton general", general, "_pairwise_kernel", tmp, ex2_per_pair=1))
         cubin = None if args.no_cuda else _cuda_cubin(args.arch, tmp)
         if cubin is None:
             print("cuda             skipped (--no-cuda or no nvcc)")
         else:
             # its pair loop is the one with the rotation's shuffle (the tile staging loop holds
             # transform_label's exp, dead for this kind but compiled in)
-            report("cuda", cubin, r"pairwise_kernelIfLi1ELb1E", tmp, ex2_per_pair=1,
-                   must_have="SHFL.IDX")
+            rows.append(report("cuda", cubin, r"pairwise_kernelIfLi1ELb1E", tmp, ex2_per_pair=1,
+                               must_have="SHFL.IDX"))
+    if args.json:
+        print(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,15 @@ ulp of its argument's 2^x; scaling the scores before the difference (EasyRec's o
 at most an ulp of max |s| / T in u. A pair's loss and gradient stay within ~1e-6 relative of
 float64 (the tests hold the sums to 2e-6).
 
-Layout: a program owns BLOCK_R = 16 consecutive sorted rows and walks column tiles of
-BLOCK_C = 32 * num_warps, from its first row to the end of its rows' sessions. Triton's default
-blocked layout puts a [16, BLOCK_C] tile's columns across the threads (one column per thread) and
-its 16 rows in every thread's registers, so the column-side sums over the rows (loss, count, d loss
+Layout: a program (one warp) owns BLOCK_R = 16 consecutive sorted rows and walks column tiles of
+BLOCK_C = 32, from its first row to the end of its rows' sessions. Triton's default blocked layout
+puts a [16, 32] tile's columns across the warp's threads (one column per thread) and its 16 rows in
+every thread's registers, so the column-side sums over the rows (loss, count, d loss
 / d s_q) are additions inside a thread: no shuffles and no barriers in the loop, one atomicAdd per
 column and tile (16 pairs). The row side accumulates in registers and is reduced once at the end.
 The loss is summed per tile in fp32 and across tiles in fp64. A tile wholly after the rows and
-inside all their sessions (FULL) skips the session test.
+inside all their sessions, with finite scores (FULL), skips the session test and the guard that
+keeps an inf or NaN score out of the pairs it is not in.
 
 Work per pair, from the sm_90 SASS of the loop (``benchmarks/sass_pairwise.py``, logistic, no
 weight, grad): 28.5 instructions in a FULL tile, 32.6 in the others, 2 of them MUFU (EX2); the
@@ -43,6 +44,7 @@ import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
+INF = tl.constexpr(float("inf"))
 BLOCK_R = 16
 
 # log2(1 + e) / e on [0, 1], degree 8, relative minimax; float32 values (exact as written). Module
@@ -73,18 +75,14 @@ def log2_1p_unit(e):
 
 
 @triton.jit
-def _tile(S, Y, W, c0, col_hi, rows, hi_r, a_r, y_r, yl_r, w_r, k2, shift2, inv_t, w_stride,
+def _tile(cols, cmask, a_c, y_c, w_c, rows, hi_r, a_r, y_r, yl_r, w_r, shift2, inv_t,
           acc_g, acc_s, acc_n, GRAD, SHIFT: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-          COMPUTE_GRAD: tl.constexpr, BLOCK_C: tl.constexpr, FULL: tl.constexpr):
-    """One [BLOCK_R, BLOCK_C] tile: the accumulators updated, the columns' gradient added to GRAD.
-    FULL: every column is after every row and inside every row's session (the interior of a long
-    session, all of an all-pairs batch but the diagonal): no session test per pair."""
-    cols = c0 + tl.arange(0, BLOCK_C)
-    cmask = cols < col_hi
-    a_c = tl.load(S + cols, mask=cmask, other=0) * k2
-    y_c = tl.load(Y + cols, mask=cmask, other=0)
-    if SHIFT == 2:
-        y_c = y_c * inv_t
+          COMPUTE_GRAD: tl.constexpr, FULL: tl.constexpr):
+    """One [BLOCK_R, BLOCK_C] tile against the loaded columns (a = s log2(e) / T, y' and w): the
+    accumulators updated, the columns' gradient added to GRAD. FULL: every column is after every row
+    and inside every row's session (the interior of a long session, all of an all-pairs batch but
+    the diagonal) and every score (and label, with a label margin) of the tile is finite: no session
+    test and no guard per pair."""
     # sgn = +1 where the row is the lower item j, -1 where it is the higher item i, 0 for no pair
     # (equal or NaN labels, other sessions). Floats rather than predicates: 16 live predicates per
     # thread made ptxas pack them into registers (4 LOP3 per pair).
@@ -93,10 +91,11 @@ def _tile(S, Y, W, c0, col_hi, rows, hi_r, a_r, y_r, yl_r, w_r, k2, shift2, inv_
         # q > p >= seg_lo[p] and q < seg_hi[p]: same session; columns past col_hi fail the second.
         same = (cols[None, :] > rows[:, None]) & (cols[None, :] < hi_r[:, None])
         sgn = tl.where(same, sgn, 0.0)
-    ok = sgn != 0.0
-    # u2 = (s_i - s_j) log2(e) / T; 0 where there is no pair, so that an inf or NaN score never
-    # reaches the sums through a pair that does not exist.
-    u2 = tl.where(ok, -sgn * (a_r[:, None] - a_c[None, :]), 0.0)
+    # u2 = (s_i - s_j) log2(e) / T. Outside FULL tiles, 0 where there is no pair, so that an inf or
+    # NaN score never reaches the sums through a pair that does not exist (0 * inf is NaN).
+    u2 = -sgn * (a_r[:, None] - a_c[None, :])
+    if not FULL:
+        u2 = tl.where(sgn != 0.0, u2, 0.0)
     if SHIFT == 1:
         u2 = u2 - shift2
     elif SHIFT == 2:
@@ -106,7 +105,6 @@ def _tile(S, Y, W, c0, col_hi, rows, hi_r, a_r, y_r, yl_r, w_r, k2, shift2, inv_
     sp2 = tl.maximum(-u2, 0.0) + l2                         # softplus(-u) / ln 2
     pair = tl.abs(sgn)                                      # 1 for a pair, else 0
     if HAS_WEIGHT:
-        w_c = tl.load(W + cols * w_stride, mask=cmask, other=0)
         w = tl.where(sgn < 0.0, w_r[:, None], w_c[None, :]) * pair
         acc_s += tl.sum(w * sp2, axis=0).to(tl.float64)
         acc_n += tl.sum((w != 0.0).to(tl.float32), axis=0).to(tl.int32)
@@ -156,7 +154,7 @@ def _pairwise_sbnz_kernel(
     rmask = rows < B
     hi_r = tl.load(SEG_HI + rows, mask=rmask, other=0).to(tl.int32)   # masked rows: no columns
     col_hi = tl.max(hi_r, axis=0)
-    full_hi = tl.min(hi_r, axis=0)          # columns below it are in every row's session (0 if any row is masked)
+    full_hi = tl.min(hi_r, axis=0)   # columns below it are in every row's session (0: a row is masked)
     a_r = tl.load(S + rows, mask=rmask, other=0) * k2
     y_r = tl.load(Y + rows, mask=rmask, other=0)
     yl_r = y_r
@@ -166,19 +164,37 @@ def _pairwise_sbnz_kernel(
     w_r = y_r
     if HAS_WEIGHT:
         w_r = tl.load(W + rows * w_stride, mask=rmask, other=0)
+    # FULL tiles need finite scores (and labels, which a label margin puts into u): counted here
+    # once for the rows, per tile for the columns (a warp-wide max).
+    bad_r = (~(tl.abs(a_r) < INF)).to(tl.int32)
+    if SHIFT == 2:
+        bad_r = bad_r | (~(tl.abs(y_r) < INF)).to(tl.int32)
+    rows_finite = tl.max(bad_r, axis=0) == 0
 
     acc_g = tl.zeros([BLOCK_R, BLOCK_C], tl.float32)
     acc_s = tl.zeros([BLOCK_C], tl.float64)
     acc_n = tl.zeros([BLOCK_C], tl.int32)
     for c0 in range(r0, col_hi, BLOCK_C):
-        if (c0 >= r0 + BLOCK_R) & (c0 + BLOCK_C <= full_hi):
-            acc_g, acc_s, acc_n = _tile(S, Y, W, c0, col_hi, rows, hi_r, a_r, y_r, yl_r, w_r, k2,
-                                        shift2, inv_t, w_stride, acc_g, acc_s, acc_n, GRAD, SHIFT,
-                                        HAS_WEIGHT, COMPUTE_GRAD, BLOCK_C, True)
+        cols = c0 + tl.arange(0, BLOCK_C)
+        cmask = cols < col_hi
+        a_c = tl.load(S + cols, mask=cmask, other=0) * k2
+        y_c = tl.load(Y + cols, mask=cmask, other=0)
+        bad_c = (~(tl.abs(a_c) < INF)).to(tl.int32)
+        if SHIFT == 2:
+            y_c = y_c * inv_t
+            bad_c = bad_c | (~(tl.abs(y_c) < INF)).to(tl.int32)
+        w_c = y_c
+        if HAS_WEIGHT:
+            w_c = tl.load(W + cols * w_stride, mask=cmask, other=0)
+        inside = (c0 >= r0 + BLOCK_R) & (c0 + BLOCK_C <= full_hi)
+        if inside & rows_finite & (tl.max(bad_c, axis=0) == 0):
+            acc_g, acc_s, acc_n = _tile(cols, cmask, a_c, y_c, w_c, rows, hi_r, a_r, y_r, yl_r, w_r,
+                                        shift2, inv_t, acc_g, acc_s, acc_n, GRAD, SHIFT, HAS_WEIGHT,
+                                        COMPUTE_GRAD, True)
         else:
-            acc_g, acc_s, acc_n = _tile(S, Y, W, c0, col_hi, rows, hi_r, a_r, y_r, yl_r, w_r, k2,
-                                        shift2, inv_t, w_stride, acc_g, acc_s, acc_n, GRAD, SHIFT,
-                                        HAS_WEIGHT, COMPUTE_GRAD, BLOCK_C, False)
+            acc_g, acc_s, acc_n = _tile(cols, cmask, a_c, y_c, w_c, rows, hi_r, a_r, y_r, yl_r, w_r,
+                                        shift2, inv_t, acc_g, acc_s, acc_n, GRAD, SHIFT, HAS_WEIGHT,
+                                        COMPUTE_GRAD, False)
 
     tl.store(PART_S + pid, tl.sum(acc_s, axis=0) * LN2)
     tl.store(PART_N + pid, tl.sum(acc_n.to(tl.int64), axis=0))
@@ -186,10 +202,11 @@ def _pairwise_sbnz_kernel(
         g_r = tl.sum(acc_g, axis=1) * inv_t
         tl.atomic_add(GRAD + rows, g_r, mask=rmask & (g_r != 0.0), sem="relaxed")
 
-def launch_config(n: int) -> tuple[int, int]:
-    """(BLOCK_C, num_warps): 128 columns on 4 warps; 32 on one warp for n <= 4096, where 4 warps
-    would leave most SMs idle (n / 16 programs) and a tile of 128 columns overshoots short sessions."""
-    return (32, 1) if n <= 4096 else (128, 4)
+# One warp per program: its 32 threads hold one column each of a 16 x 32 tile. Wider programs
+# (more warps, 32 columns each) cost the same per pair but walk their rows' sessions in wider tiles,
+# most of a tile wasted past the end of a short session, and meet the FULL condition less often.
+BLOCK_C = 32
+NUM_WARPS = 1
 
 
 # False sends every launch to the general kernel: benchmarks/bench_pairwise.py times both side by side.
@@ -212,7 +229,6 @@ def pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags, temperature, 
     import torch
 
     n = scores.shape[0]
-    block_c, num_warps = launch_config(n)
     programs = triton.cdiv(n, BLOCK_R)
     part_s = scores.new_zeros((programs,), dtype=torch.float64)
     if int(kind) == 0:
@@ -229,30 +245,29 @@ def pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags, temperature, 
         part_s, part_n, n, (1 if weight.numel() == n and n != 1 else 0) if has_w else 0,
         1.0 / float(temperature), shift_val,
         SHIFT=shift, HAS_WEIGHT=has_w, COMPUTE_GRAD=bool(compute_grad), BLOCK_R=BLOCK_R,
-        BLOCK_C=block_c, num_warps=num_warps,
+        BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
     )
     return part_s
 
 
 def aot_specializations() -> list[dict]:
     """Signatures compiled ahead of time by tests/test_triton_aot.py (sm_80 and sm_90): every SHIFT,
-    with and without weight and grad, at both launch configs."""
+    with and without weight and grad."""
     specs = []
     for shift, has_w, grad in [(0, False, True), (0, True, True), (1, True, True), (2, True, True),
                                (1, False, False), (2, False, True)]:
-        for block_c, num_warps in sorted({launch_config(1), launch_config(1 << 20)}):
-            specs.append({
-                "name": f"pairwise_sbnz_s{shift}_w{int(has_w)}_d{int(grad)}_c{block_c}",
-                "fn": _pairwise_sbnz_kernel,
-                "signature": {
-                    "S": "*fp32", "Y": "*fp32", "W": "*fp32", "SEG_HI": "*i64", "GRAD": "*fp32",
-                    "PART_S": "*fp64", "PART_N": "*i64", "B": "i32", "w_stride": "i32",
-                    "inv_t_arg": "fp64", "shift_arg": "fp64",
-                    "SHIFT": "constexpr", "HAS_WEIGHT": "constexpr", "COMPUTE_GRAD": "constexpr",
-                    "BLOCK_R": "constexpr", "BLOCK_C": "constexpr",
-                },
-                "constexprs": {"SHIFT": shift, "HAS_WEIGHT": has_w, "COMPUTE_GRAD": grad,
-                               "BLOCK_R": BLOCK_R, "BLOCK_C": block_c},
-                "num_warps": num_warps,
-            })
+        specs.append({
+            "name": f"pairwise_sbnz_s{shift}_w{int(has_w)}_d{int(grad)}",
+            "fn": _pairwise_sbnz_kernel,
+            "signature": {
+                "S": "*fp32", "Y": "*fp32", "W": "*fp32", "SEG_HI": "*i64", "GRAD": "*fp32",
+                "PART_S": "*fp64", "PART_N": "*i64", "B": "i32", "w_stride": "i32",
+                "inv_t_arg": "fp64", "shift_arg": "fp64",
+                "SHIFT": "constexpr", "HAS_WEIGHT": "constexpr", "COMPUTE_GRAD": "constexpr",
+                "BLOCK_R": "constexpr", "BLOCK_C": "constexpr",
+            },
+            "constexprs": {"SHIFT": shift, "HAS_WEIGHT": has_w, "COMPUTE_GRAD": grad,
+                           "BLOCK_R": BLOCK_R, "BLOCK_C": BLOCK_C},
+            "num_warps": NUM_WARPS,
+        })
     return specs

@@ -1,0 +1,35 @@
+"""Static guard on the lean Triton pairwise kernel's cost (no GPU, no interpreter).
+
+``benchmarks/sass_pairwise.py`` compiles the float32 PAIRWISE_LOGISTIC SBNZ kernels for sm_90 and
+counts the SASS instructions on every path of the pair loop. This test holds the lean kernel
+(``fusedloss/triton_kernels/pairwise_sbnz.py``) to what it was built for: at most 36 instructions
+per pair on any path (28.5 in a FULL tile and 32.6 otherwise with Triton 3.9), 2 of them MUFU, and
+under half the general kernel's count. A regression such as ptxas packing predicates into registers
+again, or a libdevice call where an FMA polynomial was meant, fails here before any GPU sees it.
+It is a count of issue slots, not a timing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.aot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_lean_pairwise_kernel_instructions_per_pair():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sass_pairwise.py"), "--no-cuda",
+                           "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {r["kernel"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
+    lean, general = rows["triton lean"], rows["triton general"]
+    assert lean["paths"] >= 2                       # the FULL tile and the session-tested one
+    assert lean["instructions_per_pair"][1] <= 36, lean
+    assert lean["mufu_per_pair"] == [2.0, 2.0], lean
+    assert lean["instructions_per_pair"][1] * 2 < general["instructions_per_pair"][0], rows
