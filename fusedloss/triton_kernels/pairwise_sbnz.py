@@ -33,9 +33,9 @@ inside all their sessions, with finite scores (FULL), skips the session test and
 keeps an inf or NaN score out of the pairs it is not in.
 
 Work per pair, from the sm_90 SASS of the loop (``benchmarks/sass_pairwise.py``, logistic, no
-weight, grad): 28.5 instructions in a FULL tile, 32.6 in the others, 2 of them MUFU (EX2); the
+weight, grad): 26.9 instructions in a FULL tile, 33.0 in the others, 2 of them MUFU (EX2); the
 general kernel: 99-100, 3 MUFU. An SM issues 128 lanes' instructions and 16 MUFU results per clock,
-so the loop cannot exceed 128 / 28.5 = 4.5 pairs per SM and clock (MUFU alone: 8). Bytes: O(1) per
+so the loop cannot exceed 128 / 26.9 = 4.8 pairs per SM and clock (MUFU alone: 8). Bytes: O(1) per
 column tile (two float32 loads and an atomicAdd per column and 16 pairs), nothing per pair.
 """
 
