@@ -18,6 +18,7 @@
 
 #include "cuda_convert.cuh"
 #include "elementwise_cuda.h"
+#include "warp_reduce.cuh"
 
 namespace fusedloss {
 namespace elementwise {
@@ -61,13 +62,6 @@ struct ElemResult {
   acc_t grad;
   bool counted;  // counts for SUM_BY_NONZERO_WEIGHTS
 };
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 template <typename scalar_t, typename target_t>
 struct KernelIO {

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/warp_reduce.cuh"
 #include "ziln_cuda.h"
 #include "ziln_math.h"
 
@@ -36,14 +37,6 @@ namespace {
 constexpr int kThreads = kZilnThreads;
 constexpr int kWarp = 32;
 constexpr int kWarps = kThreads / kWarp;
-constexpr unsigned kFull = 0xffffffffu;
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(kFull, v, offset);
-  return v;
-}
 
 template <typename acc_t>
 __global__ void __launch_bounds__(kThreads)
