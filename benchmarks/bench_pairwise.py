@@ -19,9 +19,10 @@ reuses them for the gradient (focal adds a pow, hinge none): the special-functio
 backend evaluates each unordered pair of a session once, sum_g n_g (n_g - 1) / 2 evaluations;
 the CUDA kernel and Triton under ``torch.use_deterministic_algorithms`` evaluate it from both rows
 (each row accumulates its own gradient without atomics), twice that. pairs/s below
-counts valid pairs, the number a user's batch contains. ``fusedloss_triton`` takes
-``triton_kernels/pairwise_sbnz.py``'s lean kernel for SBNZ (float32, PAIR_WISE / LOGISTIC),
-``fusedloss_triton_general`` the general kernel that OHEM and the other kinds use, for comparison.
+counts valid pairs, the number a user's batch contains. For SBNZ (float32, PAIR_WISE / LOGISTIC)
+``fusedloss_triton`` and ``fusedloss_cuda`` take the lean kernels (``triton_kernels/pairwise_sbnz.py``,
+``csrc/pairwise/pairwise_sbnz_cuda.cu``) and ``fusedloss_cpu`` their base-2 math;
+``fusedloss_triton_general`` times the general Triton kernel that OHEM and the other kinds use.
 Issue slots per pair of each kernel's loop, without a GPU: ``benchmarks/sass_pairwise.py``. Memory floor: O(B) (sort order, session bounds,
 gradient), about 40 B per item.
 """

@@ -7,11 +7,12 @@ benchmark times (bench_pairwise.py: temperature 0.5, grad, the SYMMETRIC schedul
     triton lean   fusedloss/triton_kernels/pairwise_sbnz.py, 16 x 32 tiles on one warp (no weight)
     triton general  fusedloss/triton_kernels/pairwise.py, 16 x 32 tiles on 4 warps (its AOT
                   specialization has a weight; the benchmark's has none)
-    cuda          csrc/pairwise/pairwise_cuda.cu, pairwise_kernel<float, kLogistic, symmetric>
-                  (nvcc from PATH; skipped with --no-cuda or without nvcc)
+    cuda lean     csrc/pairwise/pairwise_sbnz_cuda.cu, one warp per 16 x 32 tile (no weight)
+    cuda general  csrc/pairwise/pairwise_cuda.cu, pairwise_kernel<float, kLogistic, symmetric>
+                  (nvcc from PATH; both skipped with --no-cuda or without nvcc)
 disassembles them with the cuobjdump that Triton ships, takes the innermost loop that evaluates
 pairs (the smallest backward branch whose body holds MUFU.EX2, and for the CUDA kernel the
-rotation's SHFL.IDX; pairs are counted by their EX2: two per pair in the lean kernel, one in the
+rotation's SHFL.IDX; pairs are counted by their EX2: two per pair in the lean kernels, one in the
 others),
 and walks every path from its head to its back edge (a predicated branch forks; CALL, the IEEE
 division slow path of the CUDA kernel, and the back edges of loops nested in the body count as
@@ -63,13 +64,13 @@ def _triton_cubin(module: str, name: str, arch: int) -> bytes:
     return kernel.asm["cubin"]
 
 
-def _cuda_cubin(arch: int, tmp: Path) -> bytes | None:
+def _cuda_cubin(source: str, arch: int, tmp: Path) -> bytes | None:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         return None
-    out = tmp / "pairwise_cuda.cubin"
+    out = tmp / (Path(source).stem + ".cubin")
     subprocess.run([nvcc, "-O3", f"-arch=sm_{arch}", "-cubin", "-std=c++17", "-o", str(out),
-                    str(ROOT / "csrc" / "pairwise" / "pairwise_cuda.cu")], check=True)
+                    str(ROOT / "csrc" / "pairwise" / source)], check=True)
     return out.read_bytes()
 
 
@@ -183,13 +184,17 @@ def main() -> None:
         general = _triton_cubin("fusedloss.triton_kernels.pairwise",
                                 "pairwise_fp32_m0_k1_f0_g0_a0_w1_d1_s1_r16c32", args.arch)
         rows.append(report("triton general", general, "_pairwise_kernel", tmp, ex2_per_pair=1))
-        cubin = None if args.no_cuda else _cuda_cubin(args.arch, tmp)
-        if cubin is None:
+        lean = None if args.no_cuda else _cuda_cubin("pairwise_sbnz_cuda.cu", args.arch, tmp)
+        general = None if args.no_cuda else _cuda_cubin("pairwise_cuda.cu", args.arch, tmp)
+        if lean is None or general is None:
             print("cuda             skipped (--no-cuda or no nvcc)")
         else:
+            # kShift 0, no weight, grad
+            rows.append(report("cuda lean", lean, r"pairwise_sbnz_kernelILi0ELb0ELb1E", tmp,
+                               ex2_per_pair=2))
             # its pair loop is the one with the rotation's shuffle (the tile staging loop holds
             # transform_label's exp, dead for this kind but compiled in)
-            rows.append(report("cuda", cubin, r"pairwise_kernelIfLi1ELb1E", tmp, ex2_per_pair=1,
+            rows.append(report("cuda general", general, r"pairwise_kernelIfLi1ELb1E", tmp, ex2_per_pair=1,
                                must_have="SHFL.IDX"))
     if args.json:
         print(json.dumps(rows))

@@ -11,7 +11,7 @@
 // Vector math through glibc's libmvec (GCC on x86-64 Linux). glibc only marks these `simd` under
 // -ffast-math, which we do not want (it would also assume no NaN/inf); declaring the attribute here
 // lets the vectoriser call _ZGV{b,d,e}N*v_expf & co. (<= 4 ulp) without the rest of fast-math.
-// log1p's and expm1's vector variants arrived in glibc 2.35; setup.py links libmvec under the same
+// log1p's, expm1's and exp2's vector variants arrived in glibc 2.35; setup.py links libmvec under the same
 // condition.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35)) && !defined(FUSEDLOSS_NO_LIBMVEC)
@@ -21,6 +21,7 @@ float expf(float) noexcept __attribute__((simd("notinbranch")));
 float logf(float) noexcept __attribute__((simd("notinbranch")));
 float log1pf(float) noexcept __attribute__((simd("notinbranch")));
 float expm1f(float) noexcept __attribute__((simd("notinbranch")));
+float exp2f(float) noexcept __attribute__((simd("notinbranch")));
 double exp(double) noexcept __attribute__((simd("notinbranch")));
 double log(double) noexcept __attribute__((simd("notinbranch")));
 double log1p(double) noexcept __attribute__((simd("notinbranch")));

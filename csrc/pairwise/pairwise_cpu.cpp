@@ -27,6 +27,10 @@
 // differently, so the passes of one OHEM selection must use one variant (they do within a process
 // unless FUSEDLOSS_CPU_ISA changes in between).
 //
+// SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC runs another evaluation loop, eval_body_lean, on
+// pairwise_lean_math.h's lean_pair: the math of the CUDA lean kernel (pairwise_sbnz_cuda.cu), in
+// base 2 with a polynomial log2(1 + e). SBNZ has no second pass to agree with bit for bit.
+//
 // Speed. The evaluation loop is specialised at compile time on the kind, the flags pair_eval reads
 // and, for focal, gamma (GammaKind), so that GCC if-converts and vectorises it through libmvec (see
 // focal_cpu.cpp for the flags and the `simd` declarations); it is compiled for the x86-64 baseline,
@@ -47,11 +51,13 @@
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../common/checks.h"
 #include "pairwise_checks.h"
 #include "../common/cpu_vector.h"
+#include "pairwise_lean_math.h"
 #include "pairwise_math.h"
 
 #if defined(FUSEDLOSS_OPENMP_SIMD)
@@ -92,6 +98,7 @@ struct EvalIO {
   const acc_t* yt;
   const acc_t* w;
   int64_t n_pad;     // the run's length rounded up to kPad; lanes past the run hold garbage
+  acc_t lean_k2, lean_shift2;  // eval_lean only: log2(e) / T and mu log2(e), rounded from double
   acc_t* loss;       // [n_pad] out: the pair's weighted loss
   acc_t* ds_p;       // [n_pad] out: d loss / d s_p (ds_i or ds_j, whichever p is)
   acc_t* ds_q;       // [n_pad] out: d loss / d s_q
@@ -261,6 +268,71 @@ EvalFn<acc_t> pick_eval_fn(const Params<acc_t>& prm, Isa isa) {
   }
 }
 
+// SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC: pairwise_lean_math.h's lean_pair, the math of the
+// CUDA lean kernel, instead of pair_eval (SBNZ has no second pass whose losses must match bit for
+// bit). The same output buffers as eval_body; kShift a LeanShift.
+template <int kShift>
+FL_ALWAYS_INLINE void eval_body_lean(const EvalIO<float>& io) {
+  const float k2 = io.lean_k2, shift2 = io.lean_shift2, it = io.prm.inv_temperature;
+  const float ln2 = static_cast<float>(kLeanLn2), l2e = static_cast<float>(kLeanLog2e);
+  const float a_p = io.s_p * k2, yt_p = io.yt_p, yl_p = io.yt_p * l2e, w_p = io.w_p;
+  const float* __restrict s = io.s;
+  const float* __restrict yt = io.yt;
+  const float* __restrict w = io.w;
+  float* __restrict loss = io.loss;
+  float* __restrict ds_p = io.ds_p;
+  float* __restrict ds_q = io.ds_q;
+  uint32_t* __restrict flags = io.flags;
+  for (int64_t b = 0; b < io.n_pad; b += kPad) {
+    FL_PW_SIMD
+    for (int64_t k = b; k < b + kPad; ++k) {
+      const float ytq = yt[k];
+      const LeanPair o = lean_pair<kShift, true, false>(true, a_p, yt_p, yl_p, s[k] * k2, ytq, ytq * l2e, shift2);
+      const bool ph = yt_p > ytq, valid = ph || ytq > yt_p;  // = o.sgn < 0, o.sgn != 0
+      const float wi = ph ? w_p : w[k];
+      const float g = o.sgn * wi * o.sig * it;
+      loss[k] = wi * o.sp2 * ln2;
+      ds_p[k] = g;
+      ds_q[k] = -g;
+      flags[k] = uint32_t(valid) * uint32_t(kValid) | uint32_t(ph) * uint32_t(kPHigher) |
+                 uint32_t(wi != 0.0f) * uint32_t(kVNonzero);
+    }
+  }
+}
+
+template <int kShift>
+FL_PW_EVAL_ATTRS void eval_lean_base(const EvalIO<float>& io) {
+  eval_body_lean<kShift>(io);
+}
+
+#if FL_CPU_MULTIVERSION
+template <int kShift>
+FL_PW_EVAL_ATTRS FL_TARGET_AVX2 void eval_lean_avx2(const EvalIO<float>& io) {
+  eval_body_lean<kShift>(io);
+}
+
+template <int kShift>
+FL_PW_EVAL_ATTRS FL_TARGET_AVX512 void eval_lean_avx512(const EvalIO<float>& io) {
+  eval_body_lean<kShift>(io);
+}
+#endif
+
+template <int kShift>
+EvalFn<float> pick_lean_isa(Isa isa) {
+#if FL_CPU_MULTIVERSION
+  if (isa == Isa::kAvx512) return &eval_lean_avx512<kShift>;
+  if (isa == Isa::kAvx2) return &eval_lean_avx2<kShift>;
+#endif
+  (void)isa;
+  return &eval_lean_base<kShift>;
+}
+
+inline EvalFn<float> pick_lean_fn(int shift, Isa isa) {
+  if (shift == kLeanShiftConst) return pick_lean_isa<kLeanShiftConst>(isa);
+  if (shift == kLeanShiftLabel) return pick_lean_isa<kLeanShiftLabel>(isa);
+  return pick_lean_isa<kLeanShiftNone>(isa);
+}
+
 // A tile: rows [r0, r1) against columns [c0, c1) of one session, disjoint blocks or (r0 == c0) a
 // block against itself, where row p takes the columns q > p.
 struct Tile {
@@ -279,6 +351,7 @@ struct RunIO {
   int64_t words[kOhemWords];  // select: K*'s words; hist: the decided prefix
   int digit;                  // hist
   acc_t* grad;                // [B], accumulated into, or nullptr
+  acc_t lean_k2, lean_shift2;  // eval_lean only (EvalIO)
 };
 
 // The tiles [t0, t1): per row, the evaluation loop over the row's columns, then the mode's pass over
@@ -293,6 +366,8 @@ void tiles_run(const RunIO<acc_t>& io, const Tile* t0, const Tile* t1, double* s
   alignas(64) acc_t sink_buf[kBlock];  // column gradients when grad is not wanted
   EvalIO<acc_t> ev;
   ev.prm = io.prm;
+  ev.lean_k2 = io.lean_k2;
+  ev.lean_shift2 = io.lean_shift2;
   ev.loss = loss_buf;
   ev.ds_p = dsp_buf;
   ev.ds_q = dsq_buf;
@@ -512,6 +587,17 @@ RunResult run(const at::Tensor& scores, const at::Tensor& labels, const at::Tens
   const int64_t n = scores.numel();
   RunIO<acc_t> io;
   io.eval = pick_eval_fn<acc_t>(prm, cpu_isa());
+  io.lean_k2 = acc_t(0);
+  io.lean_shift2 = acc_t(0);
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (mode == kModeSbnz && (kind == kPairWise || kind == kLogistic)) {
+      double mu = 0.0;
+      const int shift = lean_shift(kind, flags, margin, hinge_margin, &mu);
+      io.eval = pick_lean_fn(shift, cpu_isa());
+      io.lean_k2 = static_cast<float>(1.0 / temperature * kLeanLog2e);
+      io.lean_shift2 = static_cast<float>(mu * kLeanLog2e);
+    }
+  }
   io.prm = prm;
   io.s = prep.cols.data_ptr<acc_t>();
   io.yt = io.s + (n + kPad);

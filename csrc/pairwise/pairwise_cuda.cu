@@ -1,6 +1,9 @@
 // CUDA kernel of fusedloss::pairwise_fwd and fusedloss::pairwise_ohem_hist. Torch-free: raw pointers,
 // int64 sizes, an explicit stream (pairwise_cuda.h); pairwise_cuda_binding.cpp turns tensors into
 // PairwiseLaunchArgs. The CPU kernel (pairwise_cpu.cpp) computes the same thing; this is its twin.
+// float32 SBNZ PAIR_WISE / PAIRWISE_LOGISTIC under the symmetric schedule runs the lean kernel of
+// pairwise_sbnz_cuda.cu instead; this one serves everything else (OHEM, focal, hinge, float64, the
+// two-sided schedule).
 //
 // Items come in session-sorted order; [seg_lo[p], seg_hi[p]) is the sorted range of p's session
 // (clamped to [0, n) here: the cpu op checks it, a check here would need a host sync). Row block x
@@ -70,6 +73,7 @@
 
 #include <stdint.h>
 
+#include "../common/warp_reduce.cuh"
 #include "pairwise_cuda.h"
 #include "pairwise_math.h"
 
@@ -186,13 +190,6 @@ HistDigit hist_digit_from_header(int digit) {
     }
   }
   return h;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
 }
 
 // Warp-wide min / max of an int, in every lane (shuffles rather than sm_80's __reduce_min_sync, so

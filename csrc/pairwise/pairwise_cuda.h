@@ -70,6 +70,19 @@ typedef struct PairwiseLaunchArgs {
 // the cudaError_t of the launch. With n == 0 it launches nothing and returns 0.
 int fusedloss_pairwise_cuda(const PairwiseLaunchArgs* args, cudaStream_t stream);
 
+// Whether a launch goes to the lean kernel (pairwise_sbnz_cuda.cu): float32 SBNZ of PAIR_WISE (kind
+// 0) or PAIRWISE_LOGISTIC (kind 1) under the symmetric schedule, n < 2^31.
+static inline int fusedloss_pairwise_sbnz_applies(int32_t dtype, int32_t mode, int64_t kind, int32_t symmetric,
+                                                  int64_t n) {
+  return dtype == kPairwiseF32 && mode == kPairwiseSbnz && (kind == 0 || kind == 1) && symmetric == 1 &&
+         n > 0 && n < ((int64_t)1 << 31);
+}
+
+// The lean kernel on `stream`, for the launches fusedloss_pairwise_sbnz_applies accepts; the same
+// args, but num_blocks = fusedloss_pairwise_sbnz_blocks(n), col_splits unused, partials
+// [2 * num_blocks] (per-block loss sums, then counts), words, hist, gamma and alpha unused.
+int fusedloss_pairwise_sbnz_cuda(const PairwiseLaunchArgs* args, cudaStream_t stream);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -5,6 +5,9 @@
 // (no .item(), no sync). The session ranges are not checked here (that would need a sync); the
 // kernel clamps them to [0, B), and the cpu op checks them.
 //
+// float32 SBNZ PAIR_WISE / PAIRWISE_LOGISTIC under the symmetric schedule runs the lean kernel of
+// pairwise_sbnz_cuda.cu instead (fusedloss_pairwise_sbnz_applies); everything else pairwise_cuda.cu.
+//
 // Schedule (pairwise_cuda.cu): the symmetric one (each pair evaluated once, the column items'
 // gradient shares added with float atomics) by default; under torch.use_deterministic_algorithms(True)
 // (at::globalContext().deterministicAlgorithms(), warn_only included) the two-sided one, which
@@ -94,10 +97,10 @@ PairwiseLaunchArgs make_args(const at::Tensor& scores, const at::Tensor& labels,
   return a;
 }
 
-void launch(const PairwiseLaunchArgs& a, const at::Tensor& scores, const char* op) {
+void launch(const PairwiseLaunchArgs& a, const at::Tensor& scores, const char* op, bool lean = false) {
   if (a.n == 0) return;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(scores.device().index()).stream();
-  const int rc = fusedloss_pairwise_cuda(&a, stream);
+  const int rc = lean ? fusedloss_pairwise_sbnz_cuda(&a, stream) : fusedloss_pairwise_cuda(&a, stream);
   TORCH_CHECK(rc == 0, op, " (cuda): launch failed: ",
               rc > 0 ? cudaGetErrorString(static_cast<cudaError_t>(rc)) : "invalid launch arguments", " (code ", rc,
               ")");
@@ -124,13 +127,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pairwise_fwd_cuda(
   // writes its whole gradient (0 when nothing contributes), so empty is enough.
   at::Tensor grad = scores.new_empty({0});
   if (compute_grad) grad = a.symmetric != 0 ? at::zeros({n}, opts) : at::empty({n}, opts);
+  a.mode = has_select ? kPairwiseSelect : kPairwiseSbnz;
+  // float32 SBNZ PAIR_WISE / LOGISTIC, symmetric: the lean kernel (pairwise_sbnz_cuda.cu), one block
+  // of one warp per 16 rows; its partials have the same [2, blocks] layout.
+  const bool lean = fusedloss_pairwise_sbnz_applies(a.dtype, a.mode, kind, a.symmetric, n) != 0;
+  if (lean) {
+    a.num_blocks = fusedloss_pairwise_sbnz_blocks(n);
+    a.col_splits = 1;
+  }
   const int64_t n_blocks = static_cast<int64_t>(a.num_blocks) * a.col_splits;
   at::Tensor partials = at::empty({2, n_blocks}, opts.dtype(at::kDouble));
   a.words = has_select ? sel.data_ptr<int64_t>() : nullptr;
   a.grad = compute_grad ? grad.data_ptr() : nullptr;
   a.partials = partials.data_ptr<double>();
-  a.mode = has_select ? kPairwiseSelect : kPairwiseSbnz;
-  launch(a, scores, "pairwise_fwd");
+  launch(a, scores, "pairwise_fwd", lean);
 
   // [2, blocks] -> the loss sum and the count, in double, on the device.
   const at::Tensor totals = partials.sum(1);

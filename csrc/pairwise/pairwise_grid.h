@@ -11,6 +11,7 @@ enum {
   kPairwiseTile = 256,
   kPairwiseMinBlocksPerSm = 4,
   kPairwiseTargetWaves = 8,
+  kPairwiseSbnzRows = 16,  // rows per one-warp block of the lean SBNZ kernel (pairwise_sbnz_cuda.cu)
 };
 
 // Row blocks: one per kPairwiseThreads rows; 0 for an empty input (nothing is launched).
@@ -36,4 +37,10 @@ static inline int32_t fusedloss_pairwise_col_splits(int64_t n, int32_t symmetric
   if (splits > max_tiles) splits = max_tiles;
   if (splits > 65535) splits = 65535;  // gridDim.y's limit
   return (int32_t)(splits < 1 ? 1 : splits);
+}
+
+// Blocks of the lean SBNZ kernel: one warp per kPairwiseSbnzRows sorted rows.
+static inline int32_t fusedloss_pairwise_sbnz_blocks(int64_t n) {
+  if (n <= 0) return 0;
+  return (int32_t)((n + kPairwiseSbnzRows - 1) / kPairwiseSbnzRows);
 }

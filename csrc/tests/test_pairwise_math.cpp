@@ -18,6 +18,11 @@
 //     cpu/cuda/triton kernels and the Python driver run it, finds K* exactly, for every k: float keys
 //     over the driver's digits 0-2, 6-11 (word 1 is 0), double keys over all 12; the digits tile each
 //     32-bit word.
+//  4. The lean float32 SBNZ math (pairwise_lean_math.h, the cpu backend's SBNZ loop and the CUDA lean
+//     kernel): lean_pair against pair_eval in double for PAIR_WISE and LOGISTIC with every shift, both
+//     sides of a pair, label pairs (ordered both ways, equal, NaN), scores up to |d| / T = 60, relative
+//     1e-6 on the loss and on each gradient term; the guard against a non-finite score outside a pair;
+//     lean_shift's rule; the lean kernel's block count.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -30,6 +35,7 @@
 
 #include "check.h"
 #include "../pairwise/pairwise_grid.h"
+#include "../pairwise/pairwise_lean_math.h"
 #include "../pairwise/pairwise_math.h"
 
 namespace pw = fusedloss::pairwise;
@@ -696,6 +702,101 @@ void test_grid() {
   }
 }
 
+// pairwise_lean_math.h against pair_eval (double): the loss ln 2 w_i sp2 and d loss / d s_p =
+// sgn w_i sig / T, from both sides of each pair.
+template <bool kSigExp2>
+void test_lean_pair_form() {
+  using namespace fusedloss::pairwise;
+  const double temps[] = {1.0, 0.5, 2.3};
+  const double scores[] = {-30.0, -7.5, -1.0, -0.3, 0.0, 0.2, 1.7, 4.0, 11.0, 30.0};
+  const double labels[][2] = {{3.0, 1.0}, {1.0, 3.0}, {2.0, 2.0}, {0.0, 1.0}, {NAN, 1.0}};
+  struct Case {
+    int64_t kind, flags;
+    double margin, hinge;
+  };
+  const Case cases[] = {{kPairWise, 0, 0.0, 0.0}, {kPairWise, 0, 0.7, 0.0}, {kLogistic, 0, 0.0, 0.0},
+                        {kLogistic, kHasHingeMargin, 0.0, 0.5}, {kLogistic, kUseLabelMargin, 0.0, 0.0},
+                        {kLogistic, kUseLabelMargin | kHasHingeMargin, 0.0, 0.5}};
+  const float l2e = static_cast<float>(kLeanLog2e);
+  char ctx[160];
+  for (const Case& cs : cases) {
+    double mu = 0.0;
+    const int shift = lean_shift(cs.kind, cs.flags, cs.margin, cs.hinge, &mu);
+    for (double t : temps) {
+      Params<double> prm{};
+      prm.kind = cs.kind;
+      prm.flags = cs.flags;
+      prm.inv_temperature = 1.0 / t;
+      prm.margin = cs.margin;
+      prm.hinge_margin = cs.hinge;
+      prm.alpha = -1.0;
+      const float k2 = static_cast<float>(1.0 / t * kLeanLog2e), shift2 = static_cast<float>(mu * kLeanLog2e);
+      const float it = static_cast<float>(1.0 / t);
+      for (double sp : scores) {
+        for (double sq : scores) {
+          for (const auto& lab : labels) {
+            const float yp = static_cast<float>(transform_label<double>(lab[0], prm));
+            const float yq = static_cast<float>(transform_label<double>(lab[1], prm));
+            LeanPair o;
+            if (shift == kLeanShiftConst) {
+              o = lean_pair<kLeanShiftConst, true, kSigExp2>(true, float(sp) * k2, yp, yp * l2e, float(sq) * k2, yq, yq * l2e, shift2);
+            } else if (shift == kLeanShiftLabel) {
+              o = lean_pair<kLeanShiftLabel, true, kSigExp2>(true, float(sp) * k2, yp, yp * l2e, float(sq) * k2, yq, yq * l2e, shift2);
+            } else {
+              o = lean_pair<kLeanShiftNone, true, kSigExp2>(true, float(sp) * k2, yp, yp * l2e, float(sq) * k2, yq, yq * l2e, shift2);
+            }
+            const bool ph = yp > yq, qh = yq > yp;
+            std::snprintf(ctx, sizeof ctx, "kind %lld flags %lld T %g s %g %g y %g %g", (long long)cs.kind,
+                          (long long)cs.flags, t, sp, sq, lab[0], lab[1]);
+            fltest::expect(o.sgn == (qh ? 1.0f : (ph ? -1.0f : 0.0f)), "lean sgn", o.sgn, qh - ph, ctx);
+            if (!ph && !qh) continue;
+            // pair_eval with the higher item first, in double, on the same float-rounded inputs
+            const PairOut<double> r = ph ? pair_eval<double>(float(sp), float(sq), yp, yq, 1.0, prm)
+                                         : pair_eval<double>(float(sq), float(sp), yq, yp, 1.0, prm);
+            const double loss = kLeanLn2 * o.sp2, dsp = o.sgn * o.sig * it;
+            const double want_dsp = ph ? r.ds_i : r.ds_j;
+            // Relative 1e-6 (P, exp2) plus the float rounding of u2 = a_p - a_q (half an ulp of |u2|
+            // each way scales e^-|u| by up to |u2| 2^-24); atol: pair_eval's own cancellation in
+            // p - 1 (double) where sigmoid(-u) is below ~1e-16.
+            const double u2 = (float(sp) - float(sq)) * (1.0 / t) * kLeanLog2e;
+            const double rtol = 1e-6 + 2.0 * std::fabs(u2) * std::ldexp(1.0, -24);
+            fltest::expect_close("lean loss", loss, r.loss, rtol, 1e-30, ctx);
+            fltest::expect_close("lean d loss / d s_p", dsp, want_dsp, rtol, 1e-15, ctx);
+          }
+        }
+      }
+    }
+  }
+  // Guard: a NaN or inf score on an item with no pair (equal labels, or out of session) gives
+  // finite outputs; inside a pair it propagates.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (float bad : {inf, -inf, nan}) {
+    const LeanPair eq = lean_pair<kLeanShiftNone, true, kSigExp2>(true, bad, 1.0f, 0.0f, 0.5f, 1.0f, 0.0f, 0.0f);
+    const LeanPair out = lean_pair<kLeanShiftConst, true, kSigExp2>(false, bad, 2.0f, 0.0f, 0.5f, 1.0f, 0.0f, 0.3f);
+    fltest::expect(std::isfinite(eq.sp2) && std::isfinite(eq.sig) && eq.sgn == 0.0f, "no pair: finite", eq.sp2, 1, "");
+    fltest::expect(std::isfinite(out.sp2) && std::isfinite(out.sig) && out.sgn == 0.0f, "out of session: finite",
+                   out.sp2, 1, "");
+  }
+  const LeanPair nanpair = lean_pair<kLeanShiftNone, true, kSigExp2>(true, nan, 2.0f, 0.0f, 0.5f, 1.0f, 0.0f, 0.0f);
+  fltest::expect(std::isnan(nanpair.sp2), "NaN score in a pair: NaN loss", nanpair.sp2, NAN, "");
+  // lean_shift: use_label_margin overrides the hinge margin; PAIR_WISE with margin 0 has no shift.
+  double mu = -1.0;
+  fltest::expect(lean_shift(kPairWise, 0, 0.0, 0.0, &mu) == kLeanShiftNone && mu == 0.0, "pair_wise margin 0", mu, 0, "");
+  fltest::expect(lean_shift(kLogistic, kUseLabelMargin | kHasHingeMargin, 0.0, 0.5, &mu) == kLeanShiftLabel,
+                 "label margin overrides", mu, 0, "");
+  fltest::expect(lean_shift(kLogistic, kHasHingeMargin, 0.0, 0.5, &mu) == kLeanShiftConst && mu == 0.5,
+                 "hinge margin shift", mu, 0.5, "");
+  fltest::expect(fusedloss_pairwise_sbnz_blocks(0) == 0 && fusedloss_pairwise_sbnz_blocks(1) == 1 &&
+                     fusedloss_pairwise_sbnz_blocks(17) == 2 && fusedloss_pairwise_sbnz_blocks(65536) == 4096,
+                 "lean blocks of 16 rows", fusedloss_pairwise_sbnz_blocks(17), 2, "");
+}
+
+// Both forms of sigmoid(-u): the CUDA kernel's second exp2 and the cpu backend's division.
+void test_lean_pair() {
+  test_lean_pair_form<true>();
+  test_lean_pair_form<false>();
+}
+
 }  // namespace
 
 int main() {
@@ -707,6 +808,7 @@ int main() {
       {"ohem_selected == top-k", test_selected_is_top_k},
       {"radix select == K*", test_radix_select},
       {"cuda grid geometry", test_grid},
+      {"lean SBNZ pair math", test_lean_pair},
   };
   return fltest::run_groups("test_pairwise_math", groups);
 }

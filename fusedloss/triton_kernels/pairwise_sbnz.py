@@ -8,7 +8,9 @@ PAIR_WISE and PAIRWISE_LOGISTIC with every margin option. Same contract as ``pai
 session-sorted, [seg_lo[p], seg_hi[p]) p's sorted session, pair (i, j) valid when y'_i > y'_j in one
 session, w_i the weight of the higher item, loss = sum_valid w_i softplus(-u_ij) / #{valid, w_i != 0}
 with u_ij = (s_i - s_j) / T - mu_ij, mu = margin (PAIR_WISE), (y_i - y_j) / T (use_label_margin),
-hinge_margin (LOGISTIC with one) or 0 (spec 3.1, 3.2).
+hinge_margin (LOGISTIC with one) or 0 (spec 3.1, 3.2). Its twins: the CUDA lean kernel
+(csrc/pairwise/pairwise_sbnz_cuda.cu) and the cpu backend's SBNZ loop, which share the per-pair
+math of csrc/pairwise/pairwise_lean_math.h.
 
 Base 2 throughout: per item a = s (log2(e) / T), so u2 = a_i - a_j - mu log2(e) = u log2(e) and
     e  = 2^(-|u2|) = exp(-|u|)                         (one MUFU.EX2)
