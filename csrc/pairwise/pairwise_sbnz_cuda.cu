@@ -92,8 +92,7 @@ __global__ void __launch_bounds__(kLanes) pairwise_sbnz_kernel(const LeanArgs a)
     rows_finite = rows_finite && fabsf(a_r[r]) < INFINITY && (kShift != kLeanShiftLabel || fabsf(y_r[r]) < INFINITY);
     acc_g[r] = 0.0f;
   }
-  double sum = 0.0;
-  float count = 0.0f;  // per lane: at most 16 per tile, exact while under 2^24
+  double sum = 0.0, count = 0.0;  // per lane, across tiles (a tile's count, <= 16, is exact in float)
   for (int c0 = r0; c0 < col_hi; c0 += kLanes) {
     const int c = c0 + lane;
     const bool cm = c < col_hi;
@@ -123,10 +122,10 @@ __global__ void __launch_bounds__(kLanes) pairwise_sbnz_kernel(const LeanArgs a)
     }
   }
   sum = warp_sum(sum);
-  const double total_count = warp_sum(static_cast<double>(count));
+  count = warp_sum(count);
   if (lane == 0) {
     a.partials[blockIdx.x] = sum * kLeanLn2;
-    a.partials[gridDim.x + blockIdx.x] = total_count;
+    a.partials[gridDim.x + blockIdx.x] = count;
   }
 }
 
