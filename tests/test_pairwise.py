@@ -1507,50 +1507,46 @@ def test_triton_sbnz_kernel_long_sessions(device, backend, kind, params, shift, 
                                atol=2e-6 * float(truth_g.abs().max()))
 
 
+def _assert_lean_matches_reference(device, backend, kind, params):
+    """The lean SBNZ path of ``backend`` within 2e-6 of the float64 truth: sessions with zero
+    weights, one 300-item session (FULL tiles on the GPU; CPU tiles of 256 and 44 columns), all
+    pairs with [B] weights."""
+    go = torch.ones((), dtype=torch.float64)
+    for b, sessions, weight in [(129, "random", "zeros"), (300, "one", None), (300, None, "B")]:
+        x = make_scores(b, torch.float32, device)
+        y = make_labels(b, device=device)
+        sid = make_sessions(sessions, b, device)
+        w = make_weight(weight, b, torch.float32, device)
+        loss, g, _ = forward_backward(kind, backend, x, y, sid, w, params, go.float().to(device))
+        truth, truth_g = reference_fb(kind, x, y, sid, w, params, go.to(device))
+        torch.testing.assert_close(loss.double(), truth, rtol=2e-6, atol=1e-7)
+        torch.testing.assert_close(g.double(), truth_g, rtol=0,
+                                   atol=2e-6 * max(float(truth_g.abs().max()), 1e-30))
+
+
 @pytest.mark.parametrize("isa", ["base", "avx2", "avx512"])
 @pytest.mark.parametrize("kind, params, shift", _SBNZ_PARAMS, ids=pid)
 def test_cpu_lean_sbnz_matches_reference(kind, params, shift, isa, monkeypatch):
     # The cpu backend's float32 SBNZ pair_wise / logistic loop runs pairwise_lean_math.h's lean_pair,
-    # the CUDA lean kernel's math: within 2e-6 of the float64 truth in every ISA variant
-    # (FUSEDLOSS_CPU_ISA lowers the variant; asking above the CPU gives the CPU's), sessions,
-    # zero weights, and one 300-item session (tiles of 256 and 44 columns).
+    # the CUDA lean kernel's math, in every ISA variant (FUSEDLOSS_CPU_ISA lowers the variant;
+    # asking above the CPU gives the CPU's).
     monkeypatch.setenv("FUSEDLOSS_CPU_ISA", isa)
-    go = torch.ones((), dtype=torch.float64)
-    for b, sessions, weight in [(129, "random", "zeros"), (300, "one", None), (300, None, "B")]:
-        x = make_scores(b, torch.float32)
-        y = make_labels(b)
-        sid = make_sessions(sessions, b)
-        w = make_weight(weight, b, torch.float32)
-        loss, g, _ = forward_backward(kind, "cpu", x, y, sid, w, params, go.float())
-        truth, truth_g = reference_fb(kind, x, y, sid, w, params, go)
-        torch.testing.assert_close(loss.double(), truth, rtol=2e-6, atol=1e-7)
-        torch.testing.assert_close(g.double(), truth_g, rtol=0, atol=2e-6 * float(truth_g.abs().max()))
+    _assert_lean_matches_reference("cpu", "cpu", kind, params)
 
 
 @NEEDS_CUDA
 @pytest.mark.parametrize("kind, params, shift", _SBNZ_PARAMS, ids=pid)
 def test_cuda_lean_sbnz_matches_reference(kind, params, shift):
     # The CUDA lean kernel (csrc/pairwise/pairwise_sbnz_cuda.cu; the binding takes it for float32
-    # SBNZ pair_wise / logistic, symmetric schedule): within 2e-6 of the float64 truth, sessions,
-    # weights, a 300-item session (FULL tiles), and 4,500 items in 9 sessions against the cpu
+    # SBNZ pair_wise / logistic, symmetric schedule), and 4,500 items in 9 sessions against the cpu
     # backend. Without a GPU its per-pair math runs in test_cpu_lean_sbnz_matches_reference and in
     # csrc/tests/test_pairwise_math.cpp (both sigmoid forms).
-    go = torch.ones((), dtype=torch.float64)
     with _deterministic_algorithms(False):
-        for b, sessions, weight in [(1, None, None), (37, "random", "zeros"), (129, "random", "scalar"),
-                                    (300, "one", None), (300, None, "B")]:
-            x = make_scores(b, torch.float32, "cuda")
-            y = make_labels(b, device="cuda")
-            sid = make_sessions(sessions, b, "cuda")
-            w = make_weight(weight, b, torch.float32, "cuda")
-            loss, g, _ = forward_backward(kind, "cuda", x, y, sid, w, params, go.float().cuda())
-            truth, truth_g = reference_fb(kind, x, y, sid, w, params, go.cuda())
-            torch.testing.assert_close(loss.double(), truth, rtol=2e-6, atol=1e-7)
-            torch.testing.assert_close(g.double(), truth_g, rtol=0,
-                                       atol=2e-6 * max(float(truth_g.abs().max()), 1e-30))
+        _assert_lean_matches_reference("cuda", "cuda", kind, params)
         b = 4500
         x, y = make_scores(b, torch.float32, "cuda"), make_labels(b, device="cuda")
         sid = (torch.randint(0, 9, (b,)) * 7919 - 3).cuda()
+        go = torch.ones((), dtype=torch.float64)
         loss, g, _ = forward_backward(kind, "cuda", x, y, sid, None, params, go.float().cuda())
     truth, truth_g, _ = forward_backward(kind, "cpu", x.double().cpu(), y.cpu(), sid.cpu(), None, params, go)
     torch.testing.assert_close(loss.double().cpu(), truth, rtol=2e-6, atol=0)

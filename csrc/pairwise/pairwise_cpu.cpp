@@ -27,7 +27,7 @@
 // differently, so the passes of one OHEM selection must use one variant (they do within a process
 // unless FUSEDLOSS_CPU_ISA changes in between).
 //
-// SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC runs another evaluation loop, eval_body_lean, on
+// SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC runs eval_body's other loop (kKindLean) on
 // pairwise_lean_math.h's lean_pair: the math of the CUDA lean kernel (pairwise_sbnz_cuda.cu), in
 // base 2 with a polynomial log2(1 + e). SBNZ has no second pass to agree with bit for bit.
 //
@@ -86,6 +86,10 @@ constexpr int kHistBins = 2048;
 
 enum Mode : int { kModeSbnz = 0, kModeSelect = 1, kModeHist = 2 };
 
+// eval_body's kKind for the lean SBNZ loop of float32 PAIR_WISE / PAIRWISE_LOGISTIC (not a Kind of
+// pairwise_math.h; kFlags then holds the LeanShift).
+constexpr int kKindLean = -1;
+
 // Per-column flags of an evaluated pair, from row p's side.
 enum PairFlag : uint32_t { kValid = 1u, kPHigher = 2u, kVNonzero = 4u };
 
@@ -98,7 +102,7 @@ struct EvalIO {
   const acc_t* yt;
   const acc_t* w;
   int64_t n_pad;     // the run's length rounded up to kPad; lanes past the run hold garbage
-  acc_t lean_k2, lean_shift2;  // eval_lean only: log2(e) / T and mu log2(e), rounded from double
+  acc_t lean_k2, lean_shift2;  // kKindLean only: log2(e) / T and mu log2(e), rounded from double
   acc_t* loss;       // [n_pad] out: the pair's weighted loss
   acc_t* ds_p;       // [n_pad] out: d loss / d s_p (ds_i or ds_j, whichever p is)
   acc_t* ds_q;       // [n_pad] out: d loss / d s_q
@@ -138,7 +142,6 @@ FL_ALWAYS_INLINE Params<acc_t> specialise(const Params<acc_t>& rt) {
 // histogram and the final pass, get bit-identical losses, hence identical OHEM keys.
 template <typename acc_t, int kKind, int kFlags, int kGamma>
 FL_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
-  const Params<acc_t> prm = specialise<acc_t, kKind, kFlags, kGamma>(io.prm);
   const acc_t s_p = io.s_p, yt_p = io.yt_p, w_p = io.w_p;
   const acc_t* __restrict s = io.s;
   const acc_t* __restrict yt = io.yt;
@@ -147,6 +150,32 @@ FL_ALWAYS_INLINE void eval_body(const EvalIO<acc_t>& io) {
   acc_t* __restrict ds_p = io.ds_p;
   acc_t* __restrict ds_q = io.ds_q;
   uint32_t* __restrict flags = io.flags;
+  if constexpr (kKind == kKindLean) {
+    // SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC (kFlags: the LeanShift): pairwise_lean_math.h's
+    // lean_pair, the CUDA lean kernel's math, instead of pair_eval (SBNZ has no second pass whose
+    // losses must match bit for bit). The same output buffers.
+    static_assert(std::is_same_v<acc_t, float>, "the lean loop is float32 only");
+    const float k2 = io.lean_k2, shift2 = io.lean_shift2, it = io.prm.inv_temperature;
+    const float ln2 = static_cast<float>(kLeanLn2), l2e = static_cast<float>(kLeanLog2e);
+    const float a_p = s_p * k2, yl_p = yt_p * l2e;
+    for (int64_t b = 0; b < io.n_pad; b += kPad) {
+      FL_PW_SIMD
+      for (int64_t k = b; k < b + kPad; ++k) {
+        const float ytq = yt[k];
+        const LeanPair o = lean_pair<kFlags, true, false>(true, a_p, yt_p, yl_p, s[k] * k2, ytq, ytq * l2e, shift2);
+        const bool ph = yt_p > ytq, valid = ph || ytq > yt_p;  // = o.sgn < 0, o.sgn != 0
+        const float wi = ph ? w_p : w[k];
+        const float g = o.sgn * wi * o.sig * it;
+        loss[k] = wi * o.sp2 * ln2;
+        ds_p[k] = g;
+        ds_q[k] = -g;
+        flags[k] = uint32_t(valid) * uint32_t(kValid) | uint32_t(ph) * uint32_t(kPHigher) |
+                   uint32_t(wi != 0.0f) * uint32_t(kVNonzero);
+      }
+    }
+    return;
+  }
+  const Params<acc_t> prm = specialise<acc_t, kKind, kFlags, kGamma>(io.prm);
   // Blocks of exactly kPad lanes: the inner loop's trip count is a compile-time multiple of every VF
   // (<= 16), so GCC emits no epilogue at all and every lane runs the same vector code. (No `k < n`
   // test either: GCC would split the loop there; lanes past the run are ignored by the callers.)
@@ -268,69 +297,11 @@ EvalFn<acc_t> pick_eval_fn(const Params<acc_t>& prm, Isa isa) {
   }
 }
 
-// SBNZ of float32 PAIR_WISE / PAIRWISE_LOGISTIC: pairwise_lean_math.h's lean_pair, the math of the
-// CUDA lean kernel, instead of pair_eval (SBNZ has no second pass whose losses must match bit for
-// bit). The same output buffers as eval_body; kShift a LeanShift.
-template <int kShift>
-FL_ALWAYS_INLINE void eval_body_lean(const EvalIO<float>& io) {
-  const float k2 = io.lean_k2, shift2 = io.lean_shift2, it = io.prm.inv_temperature;
-  const float ln2 = static_cast<float>(kLeanLn2), l2e = static_cast<float>(kLeanLog2e);
-  const float a_p = io.s_p * k2, yt_p = io.yt_p, yl_p = io.yt_p * l2e, w_p = io.w_p;
-  const float* __restrict s = io.s;
-  const float* __restrict yt = io.yt;
-  const float* __restrict w = io.w;
-  float* __restrict loss = io.loss;
-  float* __restrict ds_p = io.ds_p;
-  float* __restrict ds_q = io.ds_q;
-  uint32_t* __restrict flags = io.flags;
-  for (int64_t b = 0; b < io.n_pad; b += kPad) {
-    FL_PW_SIMD
-    for (int64_t k = b; k < b + kPad; ++k) {
-      const float ytq = yt[k];
-      const LeanPair o = lean_pair<kShift, true, false>(true, a_p, yt_p, yl_p, s[k] * k2, ytq, ytq * l2e, shift2);
-      const bool ph = yt_p > ytq, valid = ph || ytq > yt_p;  // = o.sgn < 0, o.sgn != 0
-      const float wi = ph ? w_p : w[k];
-      const float g = o.sgn * wi * o.sig * it;
-      loss[k] = wi * o.sp2 * ln2;
-      ds_p[k] = g;
-      ds_q[k] = -g;
-      flags[k] = uint32_t(valid) * uint32_t(kValid) | uint32_t(ph) * uint32_t(kPHigher) |
-                 uint32_t(wi != 0.0f) * uint32_t(kVNonzero);
-    }
-  }
-}
-
-template <int kShift>
-FL_PW_EVAL_ATTRS void eval_lean_base(const EvalIO<float>& io) {
-  eval_body_lean<kShift>(io);
-}
-
-#if FL_CPU_MULTIVERSION
-template <int kShift>
-FL_PW_EVAL_ATTRS FL_TARGET_AVX2 void eval_lean_avx2(const EvalIO<float>& io) {
-  eval_body_lean<kShift>(io);
-}
-
-template <int kShift>
-FL_PW_EVAL_ATTRS FL_TARGET_AVX512 void eval_lean_avx512(const EvalIO<float>& io) {
-  eval_body_lean<kShift>(io);
-}
-#endif
-
-template <int kShift>
-EvalFn<float> pick_lean_isa(Isa isa) {
-#if FL_CPU_MULTIVERSION
-  if (isa == Isa::kAvx512) return &eval_lean_avx512<kShift>;
-  if (isa == Isa::kAvx2) return &eval_lean_avx2<kShift>;
-#endif
-  (void)isa;
-  return &eval_lean_base<kShift>;
-}
-
+// The lean SBNZ loop (kKindLean), its LeanShift as kFlags.
 inline EvalFn<float> pick_lean_fn(int shift, Isa isa) {
-  if (shift == kLeanShiftConst) return pick_lean_isa<kLeanShiftConst>(isa);
-  if (shift == kLeanShiftLabel) return pick_lean_isa<kLeanShiftLabel>(isa);
-  return pick_lean_isa<kLeanShiftNone>(isa);
+  if (shift == kLeanShiftConst) return pick_isa<float, kKindLean, kLeanShiftConst, 0>(isa);
+  if (shift == kLeanShiftLabel) return pick_isa<float, kKindLean, kLeanShiftLabel, 0>(isa);
+  return pick_isa<float, kKindLean, kLeanShiftNone, 0>(isa);
 }
 
 // A tile: rows [r0, r1) against columns [c0, c1) of one session, disjoint blocks or (r0 == c0) a
@@ -351,7 +322,7 @@ struct RunIO {
   int64_t words[kOhemWords];  // select: K*'s words; hist: the decided prefix
   int digit;                  // hist
   acc_t* grad;                // [B], accumulated into, or nullptr
-  acc_t lean_k2, lean_shift2;  // eval_lean only (EvalIO)
+  acc_t lean_k2, lean_shift2;  // kKindLean only (EvalIO)
 };
 
 // The tiles [t0, t1): per row, the evaluation loop over the row's columns, then the mode's pass over

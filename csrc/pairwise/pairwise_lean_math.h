@@ -1,5 +1,5 @@
 // Lean float32 math of one SBNZ softplus pair (PAIR_WISE, PAIRWISE_LOGISTIC; spec 3.1, 3.2) in base
-// 2. The cpu backend's SBNZ loop (pairwise_cpu.cpp, eval_lean) and the CUDA lean kernel
+// 2. The cpu backend's SBNZ loop (pairwise_cpu.cpp, eval_body with kKindLean) and the CUDA lean kernel
 // (pairwise_sbnz_cuda.cu) run these functions; fusedloss/triton_kernels/pairwise_sbnz.py mirrors them.
 // OHEM and the other kinds keep pair_eval (pairwise_math.h): their histogram passes need one
 // evaluation in every pass, and these functions serve SBNZ only.

@@ -542,10 +542,9 @@ def pairwise_fwd_triton(scores, labels, weight, order, seg_lo, seg_hi, kind, fla
     acc = scores.dtype
     grad = scores.new_zeros((n,) if compute_grad else (0,))
     if pairwise_sbnz.uses_sbnz_kernel(n, acc, kind, select, symmetric_schedule()):
-        part_n = scores.new_zeros((triton.cdiv(n, pairwise_sbnz.BLOCK_R),), dtype=torch.int64)
-        part_s = pairwise_sbnz.pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags,
-                                                 temperature, margin, hinge_margin, compute_grad,
-                                                 grad, part_n)
+        part_s, part_n = pairwise_sbnz.pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind,
+                                                         flags, temperature, margin, hinge_margin,
+                                                         compute_grad, grad)
         return _finish(part_s, part_n, select, acc, grad)
     programs = triton.cdiv(n, launch_config(n, acc == torch.float64)[0])
     part_s = scores.new_zeros((max(programs, 1),))

@@ -225,14 +225,16 @@ def uses_sbnz_kernel(n: int, acc, kind: int, select, symmetric: bool) -> bool:
 
 
 def pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags, temperature, margin,
-                      hinge_margin, compute_grad, grad, part_n):
-    """Launches the kernel: returns PART_S (float64 [programs]) and fills grad / part_n (int64
-    [programs]); kind, flags as pairwise_math.h (kHasHingeMargin 1, kUseLabelMargin 2)."""
+                      hinge_margin, compute_grad, grad):
+    """Launches the kernel, adding into grad when compute_grad: returns (PART_S float64
+    [programs], PART_N int64 [programs]); kind, flags as pairwise_math.h (kHasHingeMargin 1,
+    kUseLabelMargin 2)."""
     import torch
 
     n = scores.shape[0]
     programs = triton.cdiv(n, BLOCK_R)
     part_s = scores.new_zeros((programs,), dtype=torch.float64)
+    part_n = scores.new_zeros((programs,), dtype=torch.int64)
     if int(kind) == 0:
         shift, shift_val = (1 if float(margin) != 0.0 else 0), float(margin)
     elif flags & 2:
@@ -249,7 +251,7 @@ def pairwise_sbnz_fwd(scores, labels, weight, seg_hi, kind, flags, temperature, 
         SHIFT=shift, HAS_WEIGHT=has_w, COMPUTE_GRAD=bool(compute_grad), BLOCK_R=BLOCK_R,
         BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
     )
-    return part_s
+    return part_s, part_n
 
 
 def aot_specializations() -> list[dict]:
