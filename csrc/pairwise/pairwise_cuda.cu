@@ -73,6 +73,7 @@
 
 #include <stdint.h>
 
+#include "../common/cuda_launch.cuh"
 #include "../common/warp_reduce.cuh"
 #include "pairwise_cuda.h"
 #include "pairwise_math.h"
@@ -235,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) pairwise_kernel(const Ke
   __shared__ long long sh_cnt[kThreads];
   __shared__ long long sh_range[2];
   __shared__ int sh_mode;
-  extern __shared__ unsigned long long sh_hist[];  // [kBins] in hist mode, else 0 bytes
+  FL_DYNAMIC_SHARED(unsigned long long, sh_hist);  // [kBins] in hist mode, else 0 bytes
 
   const int tid = threadIdx.x;
   const int64_t* words = a.words;  // select / state (nullptr for SBNZ)
@@ -447,9 +448,9 @@ int launch_kind(const KernelArgs<acc_t>& ka, bool symmetric, int32_t num_blocks,
   const size_t dyn_smem = ka.mode == kPairwiseHist ? kBins * sizeof(unsigned long long) : 0;
   if (symmetric) {
     const dim3 grid(static_cast<unsigned>(num_blocks), static_cast<unsigned>(col_splits));
-    pairwise_kernel<acc_t, kKind, true><<<grid, kThreads, dyn_smem, stream>>>(ka);
+    launch_kernel(pairwise_kernel<acc_t, kKind, true>, grid, kThreads, dyn_smem, stream, ka);
   } else {
-    pairwise_kernel<acc_t, kKind, false><<<num_blocks, kThreads, dyn_smem, stream>>>(ka);
+    launch_kernel(pairwise_kernel<acc_t, kKind, false>, static_cast<unsigned>(num_blocks), kThreads, dyn_smem, stream, ka);
   }
   return static_cast<int>(cudaGetLastError());
 }

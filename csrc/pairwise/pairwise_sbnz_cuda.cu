@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "../common/cuda_launch.cuh"
 #include "../common/warp_reduce.cuh"
 #include "pairwise_cuda.h"
 #include "pairwise_lean_math.h"
@@ -133,14 +134,14 @@ template <int kShift>
 int launch_shift(const LeanArgs& la, int32_t blocks, bool weight, bool grad, cudaStream_t stream) {
   if (weight) {
     if (grad) {
-      pairwise_sbnz_kernel<kShift, true, true><<<blocks, kLanes, 0, stream>>>(la);
+      launch_kernel(pairwise_sbnz_kernel<kShift, true, true>, blocks, kLanes, 0, stream, la);
     } else {
-      pairwise_sbnz_kernel<kShift, true, false><<<blocks, kLanes, 0, stream>>>(la);
+      launch_kernel(pairwise_sbnz_kernel<kShift, true, false>, blocks, kLanes, 0, stream, la);
     }
   } else if (grad) {
-    pairwise_sbnz_kernel<kShift, false, true><<<blocks, kLanes, 0, stream>>>(la);
+    launch_kernel(pairwise_sbnz_kernel<kShift, false, true>, blocks, kLanes, 0, stream, la);
   } else {
-    pairwise_sbnz_kernel<kShift, false, false><<<blocks, kLanes, 0, stream>>>(la);
+    launch_kernel(pairwise_sbnz_kernel<kShift, false, false>, blocks, kLanes, 0, stream, la);
   }
   return static_cast<int>(cudaGetLastError());
 }
