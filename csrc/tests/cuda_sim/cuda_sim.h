@@ -487,6 +487,12 @@ inline cudaError_t cudaGetLastError() {
   return e;
 }
 inline cudaError_t cudaPeekAtLastError() { return fusedloss_sim::state().error; }
+// Stream order is launch order here, so the asynchronous memset is a plain one.
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream = nullptr) {
+  (void)stream;
+  std::memset(p, value, count);
+  return cudaSuccess;
+}
 inline const char* cudaGetErrorString(cudaError_t e) {
   return e == cudaSuccess ? "no error" : (e == cudaErrorInvalidConfiguration ? "invalid configuration argument" : "invalid argument");
 }
