@@ -24,6 +24,7 @@
 
 #include <stdint.h>
 
+#include "../common/cuda_launch.cuh"
 #include "session_softmax_cuda.h"
 #include "session_softmax_math.h"
 
@@ -312,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) session_softmax_kernel(c
 
 template <typename acc_t, int kKind>
 int launch_kind(const KernelArgs<acc_t>& ka, int32_t num_blocks, cudaStream_t stream) {
-  session_softmax_kernel<acc_t, kKind><<<num_blocks, kThreads, 0, stream>>>(ka);
+  launch_kernel(session_softmax_kernel<acc_t, kKind>, num_blocks, kThreads, 0, stream, ka);
   return static_cast<int>(cudaGetLastError());
 }
 
