@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "softmax_cuda.h"
 #include "softmax_math.h"
 
@@ -362,16 +363,16 @@ int launch(const SoftmaxLaunchArgs& a, cudaStream_t stream) {
   scalar_t* grad = static_cast<scalar_t*>(a.grad);
   switch (cfg.group) {
     case kThreadRows:
-      softmax_kernel<scalar_t, kProb, kThreadRows>
-          <<<cfg.grid, cfg.threads, 0, stream>>>(x, a.target, probs, w, loss, den, grad, sh, prm);
+      launch_kernel(softmax_kernel<scalar_t, kProb, kThreadRows>, cfg.grid, cfg.threads, 0, stream, x, a.target,
+                    probs, w, loss, den, grad, sh, prm);
       break;
     case kWarpRows:
-      softmax_kernel<scalar_t, kProb, kWarpRows>
-          <<<cfg.grid, cfg.threads, 0, stream>>>(x, a.target, probs, w, loss, den, grad, sh, prm);
+      launch_kernel(softmax_kernel<scalar_t, kProb, kWarpRows>, cfg.grid, cfg.threads, 0, stream, x, a.target,
+                    probs, w, loss, den, grad, sh, prm);
       break;
     default:
-      softmax_kernel<scalar_t, kProb, kBlockRows>
-          <<<cfg.grid, cfg.threads, 0, stream>>>(x, a.target, probs, w, loss, den, grad, sh, prm);
+      launch_kernel(softmax_kernel<scalar_t, kProb, kBlockRows>, cfg.grid, cfg.threads, 0, stream, x, a.target,
+                    probs, w, loss, den, grad, sh, prm);
   }
   return static_cast<int>(cudaGetLastError());
 }
