@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "sv_softmax_cuda.h"
 #include "sv_softmax_math.h"
 
@@ -304,20 +305,20 @@ int launch(const SvSoftmaxLaunchArgs& a, cudaStream_t stream) {
   scalar_t* grad_v = static_cast<scalar_t*>(a.grad_item);
   cudaError_t err;
   if (prm.normalize) {
-    sumsq_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(u, v, ss_u, ss_v, sh);
+    launch_kernel(sumsq_kernel<scalar_t>, grid, kThreads, 0, stream, u, v, ss_u, ss_v, sh);
     if ((err = cudaGetLastError()) != cudaSuccess) return static_cast<int>(err);
   }
   if (a.K + 1 <= kSvSoftmaxSmemSlots) {
-    user_rows_kernel<scalar_t, true><<<grid, kThreads, 0, stream>>>(u, v, a.kept, w, a.shifts, ss_u, ss_v, loss,
-                                                                     den, coef, coef_cos, grad_u, sh, prm);
+    launch_kernel(user_rows_kernel<scalar_t, true>, grid, kThreads, 0, stream, u, v, a.kept, w, a.shifts, ss_u, ss_v,
+                  loss, den, coef, coef_cos, grad_u, sh, prm);
   } else {
-    user_rows_kernel<scalar_t, false><<<grid, kThreads, 0, stream>>>(u, v, a.kept, w, a.shifts, ss_u, ss_v, loss,
-                                                                      den, coef, coef_cos, grad_u, sh, prm);
+    launch_kernel(user_rows_kernel<scalar_t, false>, grid, kThreads, 0, stream, u, v, a.kept, w, a.shifts, ss_u, ss_v,
+                  loss, den, coef, coef_cos, grad_u, sh, prm);
   }
   if ((err = cudaGetLastError()) != cudaSuccess) return static_cast<int>(err);
   if (grad_v != nullptr) {
-    item_rows_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(u, v, a.shifts, ss_u, ss_v, coef, coef_cos, grad_v,
-                                                               sh, prm.normalize);
+    launch_kernel(item_rows_kernel<scalar_t>, grid, kThreads, 0, stream, u, v, a.shifts, ss_u, ss_v, coef, coef_cos,
+                  grad_v, sh, prm.normalize);
   }
   return static_cast<int>(cudaGetLastError());
 }
