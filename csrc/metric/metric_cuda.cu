@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "metric_cuda.h"
 #include "metric_math.h"
 
@@ -362,15 +363,15 @@ int launch(const MetricLaunchArgs& a, cudaStream_t stream) {
   if (blocks > kMaxGridX || norm_blocks > kMaxGridX) return kMetricBadArgs;
   cudaError_t err;
   if (prm.normalize) {
-    sumsq_kernel<scalar_t><<<static_cast<unsigned>(norm_blocks), kThreads, 0, stream>>>(e, ss, a.B, a.D);
+    launch_kernel(sumsq_kernel<scalar_t>, static_cast<unsigned>(norm_blocks), kThreads, 0, stream, e, ss, a.B, a.D);
     if ((err = cudaGetLastError()) != cudaSuccess) return static_cast<int>(err);
   }
-  stats_kernel<scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(e, a.labels, a.sessions, ss, A, N, C,
-                                                                                 loss, a.B, a.D, prm);
+  launch_kernel(stats_kernel<scalar_t>, static_cast<unsigned>(blocks), kThreads, 0, stream, e, a.labels, a.sessions, ss, A,
+                N, C, loss, a.B, a.D, prm);
   if ((err = cudaGetLastError()) != cudaSuccess) return static_cast<int>(err);
   if (grad != nullptr) {
-    grad_kernel<scalar_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(e, a.labels, a.sessions, ss, A, N,
-                                                                                  C, a.sh, grad, a.B, a.D, prm);
+    launch_kernel(grad_kernel<scalar_t>, static_cast<unsigned>(blocks), kThreads, 0, stream, e, a.labels, a.sessions, ss,
+                  A, N, C, a.sh, grad, a.B, a.D, prm);
   }
   return static_cast<int>(cudaGetLastError());
 }
