@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "multilabel_cuda.h"
 #include "multilabel_math.h"
 
@@ -167,7 +168,7 @@ __global__ void __launch_bounds__(kMaxThreads)
                                 typename AccOf<scalar_t>::type* __restrict__ row_loss, scalar_t* __restrict__ grad,
                                 const RowGroups g, int64_t k, bool mask_zero, bool stage) {
   using acc_t = typename AccOf<scalar_t>::type;
-  extern __shared__ int64_t staged[];  // [k] when `stage` (block groups only)
+  FL_DYNAMIC_SHARED(int64_t, staged);  // [k] when `stage` (block groups only)
   const Group grp = group_of(g);
   if (grp.row >= g.n_rows) return;  // uniform per group; block groups return as a whole
   const int64_t base = grp.row * g.n_cols;
@@ -225,9 +226,9 @@ int launch_dense(const MultilabelLaunchArgs& a, cudaStream_t stream) {
   using acc_t = typename AccOf<scalar_t>::type;
   const Config cfg = configure(a);
   if (cfg.grid.y > kMaxGridY) return kMultilabelBadArgs;
-  multilabel_ce_kernel<scalar_t, target_t><<<cfg.grid, cfg.threads, 0, stream>>>(
-      static_cast<const scalar_t*>(a.input), static_cast<const target_t*>(a.target),
-      static_cast<acc_t*>(a.row_loss), static_cast<scalar_t*>(a.grad), cfg.groups);
+  launch_kernel(multilabel_ce_kernel<scalar_t, target_t>, cfg.grid, cfg.threads, 0, stream,
+                static_cast<const scalar_t*>(a.input), static_cast<const target_t*>(a.target),
+                static_cast<acc_t*>(a.row_loss), static_cast<scalar_t*>(a.grad), cfg.groups);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -264,9 +265,9 @@ int launch_sparse(const MultilabelLaunchArgs& a, cudaStream_t stream) {
   if (cfg.grid.y > kMaxGridY) return kMultilabelBadArgs;
   const bool stage = !cfg.groups.warp_rows && a.k > 0 && a.k <= kSmemIndices;
   const size_t smem = stage ? static_cast<size_t>(a.k) * sizeof(int64_t) : 0;
-  sparse_multilabel_ce_kernel<scalar_t><<<cfg.grid, cfg.threads, smem, stream>>>(
-      static_cast<const scalar_t*>(a.input), a.positive_index, static_cast<acc_t*>(a.row_loss),
-      static_cast<scalar_t*>(a.grad), cfg.groups, a.k, a.mask_zero != 0, stage);
+  launch_kernel(sparse_multilabel_ce_kernel<scalar_t>, cfg.grid, cfg.threads, smem, stream,
+                static_cast<const scalar_t*>(a.input), a.positive_index, static_cast<acc_t*>(a.row_loss),
+                static_cast<scalar_t*>(a.grad), cfg.groups, a.k, a.mask_zero != 0, stage);
   return static_cast<int>(cudaGetLastError());
 }
 
