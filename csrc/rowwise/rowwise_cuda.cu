@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "rowwise_cuda.h"
 #include "rowwise_math.h"
 
@@ -129,8 +130,9 @@ void launch_rows(const RowwiseLaunchArgs& a, const Params<typename AccOf<scalar_
   using acc_t = typename AccOf<scalar_t>::type;
   const int64_t rows_per_block = kThreads / kGroup;
   const unsigned grid = blocks_for((a.N + rows_per_block - 1) / rows_per_block * kThreads);
-  rows_kernel<scalar_t, kKind, kGroup><<<grid, kThreads, 0, stream>>>(
-      static_cast<const scalar_t*>(a.a), static_cast<const scalar_t*>(a.b), static_cast<const scalar_t*>(a.c),
+  launch_kernel(
+      rows_kernel<scalar_t, kKind, kGroup>, grid, kThreads, 0, stream, static_cast<const scalar_t*>(a.a),
+      static_cast<const scalar_t*>(a.b), static_cast<const scalar_t*>(a.c),
       static_cast<const acc_t*>(a.target), static_cast<acc_t*>(a.row_loss), static_cast<scalar_t*>(a.grad_a),
       static_cast<scalar_t*>(a.grad_b), static_cast<scalar_t*>(a.grad_c), a.N, a.D, prm);
 }
@@ -153,8 +155,9 @@ template <typename scalar_t, int kKind>
 void launch_flat(const RowwiseLaunchArgs& a, const Params<typename AccOf<scalar_t>::type>& prm,
                  cudaStream_t stream) {
   using acc_t = typename AccOf<scalar_t>::type;
-  flat_kernel<scalar_t, kKind><<<blocks_for(a.N), kThreads, 0, stream>>>(
-      static_cast<const scalar_t*>(a.a), static_cast<const scalar_t*>(a.b), static_cast<const acc_t*>(a.target),
+  launch_kernel(
+      flat_kernel<scalar_t, kKind>, blocks_for(a.N), kThreads, 0, stream, static_cast<const scalar_t*>(a.a),
+      static_cast<const scalar_t*>(a.b), static_cast<const acc_t*>(a.target),
       static_cast<acc_t*>(a.row_loss), static_cast<scalar_t*>(a.grad_a), static_cast<scalar_t*>(a.grad_b), a.N,
       prm);
 }
