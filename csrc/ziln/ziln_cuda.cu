@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../common/cuda_convert.cuh"
+#include "../common/cuda_launch.cuh"
 #include "../common/warp_reduce.cuh"
 #include "ziln_cuda.h"
 #include "ziln_math.h"
@@ -161,8 +162,8 @@ int launch(const ZilnLaunchArgs& a, cudaStream_t stream) {
   using acc_t = typename AccOf<scalar_t>::type;
   cudaError_t err = cudaMemsetAsync(a.pos_count, 0, sizeof(int64_t), stream);
   if (err != cudaSuccess) return static_cast<int>(err);
-  count_kernel<acc_t><<<a.num_blocks, kThreads, 0, stream>>>(static_cast<const acc_t*>(a.labels), a.B,
-                                                             reinterpret_cast<unsigned long long*>(a.pos_count));
+  launch_kernel(count_kernel<acc_t>, a.num_blocks, kThreads, 0, stream, static_cast<const acc_t*>(a.labels), a.B,
+                reinterpret_cast<unsigned long long*>(a.pos_count));
   err = cudaGetLastError();
   if (err != cudaSuccess) return static_cast<int>(err);
 
@@ -180,7 +181,7 @@ int launch(const ZilnLaunchArgs& a, cudaStream_t stream) {
   r.prm.reg_weight = static_cast<acc_t>(a.reg_weight);
   r.prm.mu_reg = static_cast<acc_t>(a.mu_reg);
   r.prm.sigma_reg = static_cast<acc_t>(a.sigma_reg);
-  rows_kernel<scalar_t><<<a.num_blocks, kThreads, 0, stream>>>(r);
+  launch_kernel(rows_kernel<scalar_t>, a.num_blocks, kThreads, 0, stream, r);
   err = cudaGetLastError();
   if (err != cudaSuccess) return static_cast<int>(err);
 
@@ -193,7 +194,7 @@ int launch(const ZilnLaunchArgs& a, cudaStream_t stream) {
   f.reg_weight = a.reg_weight;
   f.mu_reg = a.mu_reg;
   f.sigma_reg = a.sigma_reg;
-  finish_kernel<scalar_t><<<1, kWarp, 0, stream>>>(f, static_cast<scalar_t*>(a.loss));
+  launch_kernel(finish_kernel<scalar_t>, 1, kWarp, 0, stream, f, static_cast<scalar_t*>(a.loss));
   return static_cast<int>(cudaGetLastError());
 }
 
