@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cuda_convert.cuh"
+#include "cuda_launch.cuh"
 #include "elementwise_cuda.h"
 #include "warp_reduce.cuh"
 
@@ -128,7 +129,7 @@ int launch(const FlElemIO& a, const Op& op, cudaStream_t stream) {
   io.grad = static_cast<scalar_t*>(a.grad);
   io.partials = a.partials;
   io.numel = a.numel;
-  elementwise_fwd_kernel<scalar_t, target_t, Op><<<a.num_blocks, kFlElemThreads, 0, stream>>>(io, op);
+  launch_kernel(elementwise_fwd_kernel<scalar_t, target_t, Op>, a.num_blocks, kFlElemThreads, 0, stream, io, op);
   return static_cast<int>(cudaGetLastError());
 }
 
