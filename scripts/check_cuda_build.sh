@@ -33,7 +33,7 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$build" --clean-first -j "$jobs" 2>&1 | tee "$log"
 
 echo "== [2/4] ctest"
-(cd "$build" && ctest --output-on-failure)
+(cd "$build" && ctest --output-on-failure -j "$jobs")
 
 cuda_compiler="$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")"
 if [[ -z "$cuda_compiler" || "$cuda_compiler" == *NOTFOUND* ]]; then
