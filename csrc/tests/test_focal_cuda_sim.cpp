@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "check.h"
+#include "elementwise_sim_data.h"
 #include "../focal/focal_cuda.h"
 #include "../focal/focal_math.h"
 
@@ -45,173 +46,7 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261126);
-
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
-
-const char* const kDTypeNames[] = {"f32", "f64", "f16", "bf16", "u8", "i8", "i16", "i32", "i64"};
-
-size_t dsize(int code) {
-  static const size_t sizes[] = {4, 8, 2, 2, 1, 1, 2, 4, 8};
-  return sizes[code];
-}
-
-bool is_float(int code) { return code <= kFlElemBF16; }
-
-// Stores v in element i of a buffer of dtype `code` (rounded to nearest for floating types).
-void put(int code, unsigned char* base, size_t i, double v) {
-  unsigned char* p = base + i * dsize(code);
-  switch (code) {
-    case kFlElemF32: {
-      const float f = static_cast<float>(v);
-      std::memcpy(p, &f, 4);
-      break;
-    }
-    case kFlElemF64:
-      std::memcpy(p, &v, 8);
-      break;
-    case kFlElemF16: {
-      const __half h = __float2half_rn(static_cast<float>(v));
-      std::memcpy(p, &h, 2);
-      break;
-    }
-    case kFlElemBF16: {
-      const __nv_bfloat16 h = __float2bfloat16_rn(static_cast<float>(v));
-      std::memcpy(p, &h, 2);
-      break;
-    }
-    case kFlElemU8: {
-      const uint8_t u = static_cast<uint8_t>(v);
-      std::memcpy(p, &u, 1);
-      break;
-    }
-    case kFlElemI8: {
-      const int8_t u = static_cast<int8_t>(v);
-      std::memcpy(p, &u, 1);
-      break;
-    }
-    case kFlElemI16: {
-      const int16_t u = static_cast<int16_t>(v);
-      std::memcpy(p, &u, 2);
-      break;
-    }
-    case kFlElemI32: {
-      const int32_t u = static_cast<int32_t>(v);
-      std::memcpy(p, &u, 4);
-      break;
-    }
-    default: {
-      const int64_t u = static_cast<int64_t>(v);
-      std::memcpy(p, &u, 8);
-      break;
-    }
-  }
-}
-
-double get(int code, const unsigned char* base, size_t i) {
-  const unsigned char* p = base + i * dsize(code);
-  switch (code) {
-    case kFlElemF32: {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    case kFlElemF64: {
-      double d;
-      std::memcpy(&d, p, 8);
-      return d;
-    }
-    case kFlElemF16: {
-      __half h;
-      std::memcpy(&h, p, 2);
-      return __half2float(h);
-    }
-    case kFlElemBF16: {
-      __nv_bfloat16 h;
-      std::memcpy(&h, p, 2);
-      return __bfloat162float(h);
-    }
-    case kFlElemU8: {
-      uint8_t u;
-      std::memcpy(&u, p, 1);
-      return u;
-    }
-    case kFlElemI8: {
-      int8_t u;
-      std::memcpy(&u, p, 1);
-      return u;
-    }
-    case kFlElemI16: {
-      int16_t u;
-      std::memcpy(&u, p, 2);
-      return u;
-    }
-    case kFlElemI32: {
-      int32_t u;
-      std::memcpy(&u, p, 4);
-      return u;
-    }
-    default: {
-      int64_t u;
-      std::memcpy(&u, p, 8);
-      return static_cast<double>(u);
-    }
-  }
-}
-
-int acc_code(int input) { return input == kFlElemF64 ? kFlElemF64 : kFlElemF32; }
-double acc_round(int input, double v) { return input == kFlElemF64 ? v : static_cast<double>(static_cast<float>(v)); }
-
-// A broadcast table tab[(i / div) % mod] in acc_t, in each of Table::at's paths.
-enum Layout { kAbsent, kScalar, kFull, kInner, kOuter, kWide, kNumLayouts };
-const char* const kLayoutNames[] = {"absent", "scalar", "full", "inner", "outer", "wide"};
-
-struct Table {
-  std::vector<unsigned char> bytes;  // exactly the table's size (ASan sees a read past it)
-  std::vector<double> vals;          // as stored
-  int64_t div = 1, mod = 1;
-  const void* ptr() const { return vals.empty() ? nullptr : bytes.data(); }
-  double at(int64_t i) const { return vals.empty() ? 1.0 : vals[static_cast<size_t>((i / div) % mod)]; }
-};
-
-Table make_table(Layout l, int64_t n, int input, double lo, double hi, double zero_frac) {
-  Table t;
-  int64_t size = 0;
-  switch (l) {
-    case kAbsent:
-      return t;
-    case kScalar:
-      size = 1;
-      break;
-    case kFull:
-      t.mod = n;
-      size = n;
-      break;
-    case kInner:
-      t.mod = 7;
-      size = 7;
-      break;
-    case kOuter:
-      t.div = 5;
-      t.mod = (n + 4) / 5;
-      size = t.mod;
-      break;
-    default:  // kWide: mod > UINT32_MAX takes the 64-bit division
-      t.div = 3;
-      t.mod = int64_t(1) << 33;
-      size = (n + 2) / 3;
-      break;
-  }
-  const int code = acc_code(input);
-  t.bytes.assign(static_cast<size_t>(size) * dsize(code), 0);
-  for (int64_t k = 0; k < size; ++k) {
-    const double v = uniform(0.0, 1.0) < zero_frac ? 0.0 : uniform(lo, hi);
-    put(code, t.bytes.data(), static_cast<size_t>(k), v);
-    t.vals.push_back(get(code, t.bytes.data(), static_cast<size_t>(k)));
-  }
-  return t;
-}
+using namespace flsim_elem;
 
 struct Case {
   int input = kFlElemF32, target = kFlElemF32;
@@ -273,7 +108,8 @@ double rtol_of(int input) { return input == kFlElemF64 ? 1e-12 : 2e-6; }
 double tol_stored(int input, double want, double mag) {
   const double acc = rtol_of(input) * mag + 1e-300;
   if (input == kFlElemF16) return acc + std::ldexp(std::fabs(want) + acc, -11) + std::ldexp(1.0, -25);
-  if (input == kFlElemBF16) return acc + std::ldexp(std::fabs(want) + acc, -8);
+  // bf16 keeps float32's exponent range: below 2^-126 its spacing is 2^-133, a float32 subnormal.
+  if (input == kFlElemBF16) return acc + std::ldexp(std::fabs(want) + acc, -8) + std::ldexp(1.0, -133);
   return acc;
 }
 
