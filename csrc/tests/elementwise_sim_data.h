@@ -13,13 +13,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include "../common/elementwise_cuda.h"
+#include "sim_data.h"
 
 namespace flsim_elem {
 
-inline std::mt19937_64 g_rng(20261126);
-
-inline double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-inline int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
+using flsim::randint;
+using flsim::uniform;
 
 const char* const kDTypeNames[] = {"f32", "f64", "f16", "bf16", "u8", "i8", "i16", "i32", "i64"};
 

@@ -393,6 +393,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261126);
   const fltest::Group groups[] = {{"dtype grid", dtype_grid},
                                   {"sizes and options", sizes_and_options},
                                   {"tables", tables},

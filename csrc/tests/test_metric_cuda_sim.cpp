@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "cuda_bf16.h"
 #include "cuda_fp16.h"
 #include "../metric/metric_cuda.h"
@@ -46,28 +47,10 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261201);
-
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
-
-// Storage types and their conversions (the stand-ins' for the half types).
-template <typename T>
-T store(double v) {
-  return static_cast<T>(v);
-}
-template <>
-__half store<__half>(double v) {
-  return __float2half_rn(static_cast<float>(v));
-}
-template <>
-__nv_bfloat16 store<__nv_bfloat16>(double v) {
-  return __float2bfloat16_rn(static_cast<float>(v));
-}
-double load(float v) { return v; }
-double load(double v) { return v; }
-double load(__half v) { return __half2float(v); }
-double load(__nv_bfloat16 v) { return __bfloat162float(v); }
+using flsim::randint;
+using flsim::uniform;
+using flsim::load;
+using flsim::store;
 
 template <typename T>
 int32_t dtype_code();
@@ -504,6 +487,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261201);
   const fltest::Group groups[] = {{"float32 / float64", float_kernels},
                                   {"float16 / bfloat16", half_kernels},
                                   {"edge cases", edge_cases},

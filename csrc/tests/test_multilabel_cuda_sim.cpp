@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../multilabel/multilabel_cuda.h"
 
 using fltest::expect;
@@ -56,36 +57,16 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261127);
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int64_t randint(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g_rng); }
 
 const double kInf = std::numeric_limits<double>::infinity();
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // ---- Stored element types --------------------------------------------------------------------------
-template <typename T>
-T store(double v) {
-  if constexpr (std::is_same<T, __half>::value) {
-    return __float2half_rn(static_cast<float>(v));
-  } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-    return __float2bfloat16_rn(static_cast<float>(v));
-  } else {
-    return static_cast<T>(v);
-  }
-}
-
-template <typename T>
-double load(T v) {
-  if constexpr (std::is_same<T, __half>::value) {
-    return static_cast<double>(__half2float(v));
-  } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-    return static_cast<double>(__bfloat162float(v));
-  } else {
-    return static_cast<double>(v);
-  }
-}
+using flsim::load;
+using flsim::store;
 
 template <typename T>
 int32_t code_of() {
@@ -574,6 +555,7 @@ void rejected_args() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261127);
   const fltest::Group groups[] = {{"dense sizes", dense_sizes},       {"dense dtypes", dense_dtypes},
                                   {"dense special rows", dense_special}, {"sparse sizes", sparse_sizes},
                                   {"sparse unsorted", sparse_unsorted}, {"empty inputs", empty_inputs},

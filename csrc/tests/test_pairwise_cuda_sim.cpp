@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../pairwise/pairwise_cuda.h"
 #include "../pairwise/pairwise_lean_math.h"
 #include "../pairwise/pairwise_math.h"
@@ -40,10 +41,10 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261125);
+using flsim::g_rng;
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
 
 enum Sessions { kOne, kSmall, kHuge, kSingles };
 enum Weights { kNone, kPerItem, kScalar };
@@ -187,6 +188,33 @@ std::vector<std::array<uint32_t, kOhemWords>> pair_keys(const Batch& b, const Pa
   return keys;
 }
 
+// The batch in acc_t, and the launch arguments every mode shares.
+template <typename acc_t>
+struct Inputs {
+  std::vector<acc_t> s, y, w;
+  explicit Inputs(const Batch& b) : s(cast<acc_t>(b.s)), y(cast<acc_t>(b.y)), w(cast<acc_t>(b.w)) {}
+  PairwiseLaunchArgs args(const Batch& b, const Params<double>& prm) const {
+    PairwiseLaunchArgs a{};
+    a.scores = s.data();
+    a.labels = y.data();
+    a.weight = w.empty() ? nullptr : w.data();
+    a.weight_numel = static_cast<int64_t>(w.size());
+    a.order = b.order.data();
+    a.seg_lo = b.lo.data();
+    a.seg_hi = b.hi.data();
+    a.n = b.n;
+    a.kind = prm.kind;
+    a.flags = prm.flags;
+    a.temperature = 1.0 / prm.inv_temperature;
+    a.margin = prm.margin;
+    a.hinge_margin = prm.hinge_margin;
+    a.gamma = prm.gamma;
+    a.alpha = prm.alpha;
+    a.dtype = sizeof(acc_t) == 4 ? kPairwiseF32 : kPairwiseF64;
+    return a;
+  }
+};
+
 struct Out {
   int rc = 0;
   double sum = 0.0, count = 0.0;
@@ -199,27 +227,11 @@ enum Kernel { kLean, kGeneral };
 template <typename acc_t>
 Out run(Kernel kernel, const Batch& b, const Params<double>& prm, bool grad, int symmetric, int col_splits,
         int mode = kPairwiseSbnz, const int64_t* words = nullptr) {
-  const std::vector<acc_t> s = cast<acc_t>(b.s), y = cast<acc_t>(b.y), w = cast<acc_t>(b.w);
+  const Inputs<acc_t> in(b);
   std::vector<acc_t> g(static_cast<size_t>(b.n), acc_t(0));
-  PairwiseLaunchArgs a{};
-  a.scores = s.data();
-  a.labels = y.data();
-  a.weight = w.empty() ? nullptr : w.data();
-  a.weight_numel = static_cast<int64_t>(w.size());
-  a.order = b.order.data();
-  a.seg_lo = b.lo.data();
-  a.seg_hi = b.hi.data();
+  PairwiseLaunchArgs a = in.args(b, prm);
   a.words = words;
   a.grad = grad ? g.data() : nullptr;
-  a.n = b.n;
-  a.kind = prm.kind;
-  a.flags = prm.flags;
-  a.temperature = 1.0 / prm.inv_temperature;
-  a.margin = prm.margin;
-  a.hinge_margin = prm.hinge_margin;
-  a.gamma = prm.gamma;
-  a.alpha = prm.alpha;
-  a.dtype = sizeof(acc_t) == 4 ? kPairwiseF32 : kPairwiseF64;
   a.mode = mode;
   a.symmetric = symmetric;
   a.num_blocks = kernel == kLean ? fusedloss_pairwise_sbnz_blocks(b.n) : fusedloss_pairwise_num_blocks(b.n);
@@ -350,27 +362,11 @@ void general_kernel() {
 template <typename acc_t>
 std::vector<unsigned long long> run_hist(const Batch& b, const Params<double>& prm, int symmetric, int splits,
                                          const int64_t* state, int digit, int* rc) {
-  const std::vector<acc_t> s = cast<acc_t>(b.s), y = cast<acc_t>(b.y), w = cast<acc_t>(b.w);
+  const Inputs<acc_t> in(b);
   std::vector<unsigned long long> hist(kPairwiseHistBins, 0ull);
-  PairwiseLaunchArgs a{};
-  a.scores = s.data();
-  a.labels = y.data();
-  a.weight = w.empty() ? nullptr : w.data();
-  a.weight_numel = static_cast<int64_t>(w.size());
-  a.order = b.order.data();
-  a.seg_lo = b.lo.data();
-  a.seg_hi = b.hi.data();
+  PairwiseLaunchArgs a = in.args(b, prm);
   a.words = state;
   a.hist = hist.data();
-  a.n = b.n;
-  a.kind = prm.kind;
-  a.flags = prm.flags;
-  a.temperature = 1.0 / prm.inv_temperature;
-  a.margin = prm.margin;
-  a.hinge_margin = prm.hinge_margin;
-  a.gamma = prm.gamma;
-  a.alpha = prm.alpha;
-  a.dtype = sizeof(acc_t) == 4 ? kPairwiseF32 : kPairwiseF64;
   a.mode = kPairwiseHist;
   a.digit = digit;
   a.symmetric = symmetric;
@@ -488,6 +484,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261125);
   const fltest::Group groups[] = {{"lean kernel", lean_kernel},
                                   {"general kernel", general_kernel},
                                   {"ohem modes", ohem_modes},

@@ -430,6 +430,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261126);
   const fltest::Group groups[] = {{"kinds by dtype", kinds_by_dtype},
                                   {"sizes and options", sizes_and_options},
                                   {"tables", tables},

@@ -38,6 +38,7 @@
 #include <cuda_fp16.h>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../rowwise/rowwise_cuda.h"
 #include "../rowwise/rowwise_math.h"
 
@@ -47,10 +48,9 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261207);
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
 
 // Storage types: the launcher's dtype code, rounding of a double to it and back, and the unit
 // roundoff of storing an acc_t result in it (0: acc_t itself, compared with the acc_t tolerance).
@@ -571,6 +571,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261207);
   const fltest::Group groups[] = {{"row kinds", row_kinds},
                                   {"one-element kinds", flat_kinds},
                                   {"D = 0 rows", empty_rows},

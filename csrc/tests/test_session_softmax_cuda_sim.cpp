@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../session_softmax/session_softmax_cuda.h"
 #include "../session_softmax/session_softmax_math.h"
 
@@ -50,10 +51,10 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20260311);
+using flsim::g_rng;
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
 
 enum Layout { kOne, kSmall, kSingles, kEdges, kHuge, kNumLayouts };
 
@@ -588,6 +589,7 @@ void report_worst() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20260311);
   const fltest::Group groups[] = {{"listwise kinds", listwise_kinds},
                                   {"jrc kinds", jrc_kinds},
                                   {"sizes and layouts", sizes_and_layouts},

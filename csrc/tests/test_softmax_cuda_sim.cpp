@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../softmax/softmax_cuda.h"
 #include "../softmax/softmax_math.h"
 
@@ -49,30 +50,14 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20260611);
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int64_t randint(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g_rng); }
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// Storage types: rounding into them and reading them back.
-template <typename S>
-S store(double v) {
-  return static_cast<S>(v);
-}
-template <>
-__half store<__half>(double v) {
-  return __float2half_rn(static_cast<float>(v));
-}
-template <>
-__nv_bfloat16 store<__nv_bfloat16>(double v) {
-  return __float2bfloat16_rn(static_cast<float>(v));
-}
-double load(float v) { return v; }
-double load(double v) { return v; }
-double load(__half v) { return __half2float(v); }
-double load(__nv_bfloat16 v) { return __bfloat162float(v); }
+using flsim::load;
+using flsim::store;
 
 template <typename S>
 int dtype_code();
@@ -589,6 +574,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20260611);
   const fltest::Group groups[] = {{"warp rows", warp_rows},
                                   {"thread rows", thread_rows},
                                   {"block rows", block_rows},

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../sv_softmax/sv_softmax_cuda.h"
 #include "../sv_softmax/sv_softmax_math.h"
 
@@ -48,10 +49,9 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261207);
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int64_t randint(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(g_rng); }
 
 // The element types: rounding from double, the value back, a NaN pattern, the launcher's code and the
 // relative half ulp of the stored value.
@@ -600,6 +600,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261207);
   const fltest::Group groups[] = {{"float32", float_cases},     {"float64", double_cases},
                                   {"float16", half_cases},      {"bfloat16", bfloat16_cases},
                                   {"special cases", special_cases}, {"launch checks", launch_checks}};

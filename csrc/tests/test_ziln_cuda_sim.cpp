@@ -39,6 +39,7 @@
 #include <cuda_fp16.h>
 
 #include "check.h"
+#include "sim_data.h"
 #include "../ziln/ziln_cuda.h"
 #include "../ziln/ziln_math.h"
 
@@ -48,10 +49,9 @@ using fltest::expect_close;
 
 namespace {
 
-std::mt19937_64 g_rng(20261208);
+using flsim::randint;
+using flsim::uniform;
 
-double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(g_rng); }
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
 
 // Storage types: dtype code, rounding to it and back, unit roundoff of storing a result in it.
 template <typename S>
@@ -427,6 +427,7 @@ void launch_checks() {
 }  // namespace
 
 int main() {
+  flsim::g_rng.seed(20261208);
   const fltest::Group groups[] = {{"batches", batches}, {"label edges", label_edges}, {"launch checks", launch_checks}};
   return fltest::run_groups("test_ziln_cuda_sim", groups);
 }
